@@ -1,0 +1,1 @@
+"""Alerting stage: digests, delivery, the review web app and reviewer feedback."""

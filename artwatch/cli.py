@@ -1,0 +1,247 @@
+"""`artwatch`: one command, git-style groups, one per job a user has."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from artwatch.settings import SettingsError, get_settings
+
+console = Console()
+app = typer.Typer(
+    help="Watch online auction houses for catalogued museum objects.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+services_app = typer.Typer(help="Embedded PostgreSQL and Redis.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+catalogue_app = typer.Typer(help="Museum catalogue: import photos, show statistics.",
+                            no_args_is_help=True)
+app.add_typer(services_app, name="services")
+app.add_typer(db_app, name="db")
+app.add_typer(catalogue_app, name="catalogue")
+
+
+@app.callback()
+def _check_settings() -> None:
+    """Fail at start, naming the setting, when the configuration is wrong."""
+    try:
+        get_settings()
+    except SettingsError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _redact(url: str) -> str:
+    """A URL safe to print: passwords never reach a terminal or a log."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+# --- services ---------------------------------------------------------------------------
+
+
+def _embedded():
+    from artwatch.services import EmbeddedPostgres, EmbeddedRedis
+
+    settings = get_settings()
+    return (
+        EmbeddedPostgres(settings.services_dir / "postgres"),
+        EmbeddedRedis(settings.services_dir / "redis"),
+    )
+
+
+def services_status_table() -> Table:
+    """PostgreSQL and Redis: where they are, whether they answer, the schema version."""
+    import psycopg
+    import redis
+
+    from artwatch.db.migrate import applied_migrations, available_migrations
+
+    settings = get_settings()
+    pg, rd = _embedded()
+    table = Table("service", "mode", "url", "state")
+    pg_url = settings.database_url or pg.url()
+    state = "stopped"
+    if pg_url:
+        try:
+            with psycopg.connect(pg_url, connect_timeout=5) as conn:
+                done = applied_migrations(conn)
+            latest = max((m.version for m in available_migrations()), default=0)
+            pending = latest - len(done)
+            state = f"up, schema v{max(done, default=0)}" + (
+                f" ({pending} migration(s) pending)" if pending else ""
+            )
+        except psycopg.Error as exc:
+            state = f"unreachable: {str(exc).splitlines()[0]}"
+    table.add_row("postgresql", "external" if settings.database_url else "embedded",
+                  _redact(pg_url or "-"), state)
+    rd_url = settings.redis_url or rd.url()
+    state = "stopped"
+    if rd_url:
+        try:
+            info = redis.Redis.from_url(rd_url, socket_timeout=5).info("server")
+            state = f"up, redis {info['redis_version']}"
+        except redis.RedisError as exc:
+            state = f"unreachable: {exc}"
+    table.add_row("redis", "external" if settings.redis_url else "embedded",
+                  _redact(rd_url or "-"), state)
+    return table
+
+
+def bring_up() -> None:
+    """Start what is embedded, apply migrations."""
+    from artwatch.db import database_url, migrate
+    from artwatch.services import redis_url
+
+    url = database_url()
+    applied = migrate(url)
+    redis_url()
+    for migration in applied:
+        console.print(f"applied migration {migration.version:04d}_{migration.name}")
+
+
+@services_app.command("up")
+def services_up() -> None:
+    """Start the embedded services (if no URLs are configured) and migrate the database."""
+    bring_up()
+    console.print(services_status_table())
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Show whether PostgreSQL and Redis answer, and the schema version."""
+    console.print(services_status_table())
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the embedded services cleanly (external servers are left alone)."""
+    pg, rd = _embedded()
+    console.print(f"postgresql: {'stopped' if pg.stop() else 'was not running'}")
+    console.print(f"redis: {'stopped' if rd.stop() else 'was not running'}")
+
+
+# --- db ---------------------------------------------------------------------------------
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations (safe to run from several processes at once)."""
+    from artwatch.db import database_url, migrate
+
+    applied = migrate(database_url())
+    for migration in applied:
+        console.print(f"applied {migration.version:04d}_{migration.name}")
+    if not applied:
+        console.print("schema is up to date")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """List migrations and whether each is applied."""
+    from artwatch.db import connect
+    from artwatch.db.migrate import applied_migrations, available_migrations
+
+    with connect() as conn:
+        done = applied_migrations(conn)
+    for migration in available_migrations():
+        mark = "applied" if migration.version in done else "pending"
+        console.print(f"{migration.version:04d}_{migration.name}: {mark}")
+
+
+# --- catalogue --------------------------------------------------------------------------
+
+
+@catalogue_app.command("import")
+def catalogue_import(
+    directory: Path = typer.Argument(..., help="Directory holding manifest.csv and photos."),
+    workers: int = typer.Option(2, min=1, help="Processes decoding photos."),
+) -> None:
+    """Import objects and photos (idempotent: a second run adds nothing)."""
+    from artwatch.catalogue import ManifestError, import_catalogue
+    from artwatch.catalogue.manifest import read_manifest
+    from artwatch.db import connect, database_url, migrate
+    from artwatch.images import ImageStore
+
+    try:
+        total = len(read_manifest(directory))
+    except ManifestError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    url = database_url()
+    migrate(url)
+    started = time.perf_counter()
+    with connect(url, autocommit=True) as conn, Progress(
+        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("import", total=total)
+        report = import_catalogue(
+            conn, directory, ImageStore.from_settings(), workers=workers,
+            progress=lambda n: progress.advance(task, n),
+        )
+    elapsed = time.perf_counter() - started
+    for message in report.duplicates:
+        console.print(f"[red]duplicate:[/red] {message}")
+    for message in report.skipped:
+        console.print(f"[yellow]skipped:[/yellow] {message}")
+    console.print(
+        f"{report.rows} rows in {elapsed:.1f}s ({report.rows / max(elapsed, 1e-9):.0f} photos/s): "
+        f"{report.objects_added} objects added, {report.objects_updated} updated, "
+        f"{report.photos_added} photos added, {report.photos_already_present} already present, "
+        f"{len(report.skipped)} skipped, {len(report.duplicates)} duplicates"
+    )
+    if report.duplicates:
+        raise typer.Exit(1)
+
+
+@catalogue_app.command("stats")
+def catalogue_stats_command() -> None:
+    """Objects, photos, photos-per-object histogram and collections (paper Table 2)."""
+    from artwatch.catalogue import catalogue_stats
+    from artwatch.catalogue.stats import BINS
+    from artwatch.db import connect
+
+    with connect() as conn:
+        stats = catalogue_stats(conn)
+    console.print(f"objects: {stats.objects}   photos: {stats.photos}")
+    hist = Table("photos per object", "objects", "share", title="Photos per object")
+    for name in BINS:
+        count = stats.per_object[name]
+        if name == "<3" and not count:
+            continue
+        hist.add_row(name, str(count), f"{100 * count / max(stats.objects, 1):.0f}%")
+    console.print(hist)
+    cols = Table("collection", "objects", "photos", title="Collections")
+    for name, (objs, photos) in stats.collections.items():
+        cols.add_row(name, str(objs), str(photos))
+    console.print(cols)
+
+
+# --- demo -------------------------------------------------------------------------------
+
+demo_app = typer.Typer(help="The whole system on generated data, no outside services.",
+                       no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("run")
+def demo_run() -> None:
+    """Bring up the embedded services, apply migrations and show their status."""
+    bring_up()
+    console.print(services_status_table())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,133 @@
+"""Turn untrusted image bytes into an RGB picture a model can use, or a reason why not.
+
+Listing photos come from the open internet, so every limit is checked before pixels are
+decoded: byte size, format allow-list, pixel count (decompression bombs). What passes is
+normalised the same way for every consumer (EXIF orientation applied, first frame of an
+animation, CMYK / palette / 16-bit / alpha converted to 8-bit RGB) so training, the matcher
+and the perceptual hash all see the same picture.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import imagehash
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "TIFF", "MPO"})
+
+
+class ImageRejected(ValueError):
+    """A photo that is not stored; `reason` is a short machine-readable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A validated photo: normalised RGB pixels plus what the store records about it."""
+
+    image: Image.Image  # RGB, EXIF-oriented, first frame
+    format: str
+    width: int
+    height: int
+    phash: int  # 64-bit perceptual hash as a signed integer (fits PostgreSQL bigint)
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def perceptual_hash(image: Image.Image) -> int:
+    """imagehash's pHash of the picture, as a signed 64-bit integer."""
+    bits = imagehash.phash(image).hash.flatten()
+    value = 0
+    for bit in bits:
+        value = (value << 1) | int(bit)
+    return _signed64(value)
+
+
+def hamming(a: int, b: int) -> int:
+    """Bits that differ between two perceptual hashes."""
+    return ((a ^ b) & ((1 << 64) - 1)).bit_count()
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB, compositing any transparency onto white (how a web page shows it)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = float(array.max()) or 1.0
+        scale = 65535.0 if top > 255 else 255.0
+        gray = np.clip(array / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        span = float(array.max() - array.min()) or 1.0
+        gray = ((array - array.min()) / span * 255.0).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImage:
+    """Validate and normalise `data`; raise ImageRejected with the reason otherwise."""
+    if not data:
+        raise ImageRejected("empty", "zero-byte file")
+    if len(data) > max_bytes:
+        raise ImageRejected("too_large", f"{len(data)} bytes exceeds the {max_bytes} limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            fmt = image.format or "?"
+            if fmt not in ALLOWED_FORMATS:
+                raise ImageRejected("format_not_allowed", f"{fmt} is not an accepted format")
+            width, height = image.size
+            if width <= 0 or height <= 0:
+                raise ImageRejected("corrupt", "image has no pixels")
+            if width * height > max_pixels:
+                raise ImageRejected(
+                    "too_many_pixels",
+                    f"{width}x{height} exceeds the {max_pixels}-pixel limit "
+                    "(possible decompression bomb)",
+                )
+            image.seek(0)  # first frame of an animation
+            image.load()
+    except ImageRejected:
+        raise
+    except UnidentifiedImageError:
+        raise ImageRejected("not_an_image", "content is not a recognised image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected("too_many_pixels", str(exc)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejected("corrupt", f"cannot decode: {exc}") from None
+    try:
+        oriented = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block should not lose an otherwise good photo
+        oriented = image
+    rgb = _to_rgb(oriented)
+    return DecodedImage(
+        image=rgb,
+        format="JPEG" if fmt == "MPO" else fmt,
+        width=rgb.width,
+        height=rgb.height,
+        phash=perceptual_hash(rgb),
+    )
+
+
+def load_rgb(data: bytes, *, max_bytes: int = 1 << 62, max_pixels: int = 1 << 40) -> Image.Image:
+    """The normalised RGB picture of already-accepted bytes (what models should read)."""
+    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels).image

@@ -1,0 +1,99 @@
+"""Content-addressed photo store shared by the catalogue and the crawler.
+
+A photo's file is named by the sha256 of its original bytes, so the same photo reached
+from two listings (or a relisted lot) is stored once. Originals are kept byte-for-byte:
+they are evidence, and a model can always re-derive normalised pixels from them. Files
+appear atomically (temp file, fsync, rename), so a reader never sees half a photo and a
+crash leaves at most a stray temp file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from artwatch.images.decode import DecodedImage, decode_image, load_rgb
+from artwatch.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """A photo accepted into the store, with what the `images` table records."""
+
+    sha256: str
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+    phash: int
+    path: Path
+
+
+class ImageStore:
+    """Validate, normalise and keep photos under `root/ab/cd/<sha256>`."""
+
+    def __init__(self, root: Path, *, max_bytes: int, max_pixels: int) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> ImageStore:
+        settings = settings or get_settings()
+        return cls(
+            settings.images_dir,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+        )
+
+    def path_for(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def contains(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def decode(self, data: bytes) -> DecodedImage:
+        """Check and normalise bytes under this store's limits (raises ImageRejected)."""
+        return decode_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+
+    def put(self, data: bytes) -> StoredImage:
+        """Store `data` if it is an acceptable photo; raise ImageRejected otherwise."""
+        decoded = self.decode(data)
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.path_for(sha)
+        if not path.is_file():
+            self._write_atomic(path, data)
+        return StoredImage(
+            sha256=sha,
+            format=decoded.format,
+            width=decoded.width,
+            height=decoded.height,
+            size_bytes=len(data),
+            phash=decoded.phash,
+            path=path,
+        )
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def read_bytes(self, sha256: str) -> bytes:
+        return self.path_for(sha256).read_bytes()
+
+    def open_rgb(self, sha256: str) -> Image.Image:
+        """The normalised RGB picture of a stored photo."""
+        return load_rgb(self.read_bytes(sha256))

@@ -1,0 +1,147 @@
+"""Settings from `ARTWATCH_*` environment variables and an optional `artwatch.toml`.
+
+One object holds every knob so that a wrong value fails at start, naming the setting,
+instead of half-way through a crawl.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "ARTWATCH_CONFIG"
+DEFAULT_CONFIG_FILE = "artwatch.toml"
+
+
+class SettingsError(RuntimeError):
+    """A setting has a wrong value; the message names the setting."""
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise SettingsError(f"{CONFIG_ENV}={explicit}: no such file")
+        return path
+    local = Path.cwd() / DEFAULT_CONFIG_FILE
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    """artwatch configuration (environment wins over the config file)."""
+
+    model_config = SettingsConfigDict(env_prefix="ARTWATCH_", extra="forbid")
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("artwatch")),
+        description="Where images, embedded services, bundles and outbox live.",
+    )
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset starts an embedded server."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL (Celery broker); unset starts an embedded one."
+    )
+    db_pool_max: int = Field(default=8, ge=1, le=256)
+
+    # Image store guards (outside input: listing photos from the internet).
+    max_image_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=60_000_000, ge=10_000)
+
+    # Crawling politeness and identity.
+    user_agent_contact: str = Field(
+        default="https://artwatch.invalid/crawler", description="Contact URL in the User-Agent."
+    )
+
+    # Alert delivery; no SMTP host means digests go to the outbox directory.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: str = Field(default="starttls", pattern="^(starttls|ssl|none)$")
+    mail_from: str = "artwatch <artwatch@localhost>"
+    web_secret: SecretStr | None = Field(
+        default=None, description="Signs review links and sessions; generated if unset."
+    )
+    web_base_url: str = "http://127.0.0.1:8000"
+    # Alerts (alerts/): digest schedule, urgent threshold, candidates shown, link lifetime.
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+    smtp_ca_file: Path | None = Field(default=None, description="Extra CA for the SMTP server.")
+    alert_top_k: int = Field(default=5, ge=1, le=50)
+    alert_urgent_score: float = Field(default=0.95, ge=0.0, le=1.0)
+    digest_cron: str = Field(default="0 7 * * *", description="When digests go out (UTC).")
+    review_link_max_age_s: int = Field(default=7 * 24 * 3600, ge=60)
+
+    @field_validator("database_url", "redis_url")
+    @classmethod
+    def _url_scheme(cls, value: str | None, info: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        allowed = {
+            "database_url": ("postgresql://", "postgres://"),
+            "redis_url": ("redis://", "rediss://", "redis+socket://", "unix://"),
+        }[info.field_name]
+        if not value.startswith(allowed):
+            raise ValueError(f"must start with one of {', '.join(allowed)}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def bundles_dir(self) -> Path:
+        return self.data_dir / "bundles"
+
+    @property
+    def services_dir(self) -> Path:
+        return self.data_dir / "services"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "?"
+            problems.append(f"ARTWATCH_{name.upper()} ({name}): {err['msg']}")
+        raise SettingsError("invalid setting: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Crawling stage: the Scrapy project that collects auction listings and their photos."""

@@ -1,0 +1,1 @@
+"""Matching stage: Celery workers that recognise catalogued objects in listing photos."""

@@ -1,0 +1,110 @@
+"""Shared fixtures: every test run gets its own PostgreSQL database, Redis db and data dir.
+
+The real servers on this machine are used (PostgreSQL on 127.0.0.1:5432, Redis on
+127.0.0.1:6379); `ARTWATCH_TEST_ADMIN_URL` / `ARTWATCH_TEST_REDIS` point elsewhere.
+The environment is set before any artwatch module reads its settings.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import redis
+
+ADMIN_URL = os.environ.get("ARTWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_BASE = os.environ.get("ARTWATCH_TEST_REDIS", "redis://127.0.0.1:6379")
+TEST_DB = f"artwatch_test_{os.getpid()}_{secrets.token_hex(3)}"
+TEST_REDIS_DB = 1 + secrets.randbelow(15)
+DATA_DIR = Path(tempfile.mkdtemp(prefix="artwatch-test-"))
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+COIL100 = SHARED / "data" / "coil100"
+
+
+def url_for(database: str) -> str:
+    return urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{database}"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{TEST_DB}"')
+    os.environ["ARTWATCH_DATABASE_URL"] = url_for(TEST_DB)
+    os.environ["ARTWATCH_REDIS_URL"] = f"{REDIS_BASE}/{TEST_REDIS_DB}"
+    os.environ["ARTWATCH_DATA_DIR"] = str(DATA_DIR)
+    os.environ.pop("ARTWATCH_CONFIG", None)
+    redis.Redis.from_url(os.environ["ARTWATCH_REDIS_URL"]).flushdb()
+    from artwatch.db import migrate
+
+    migrate(os.environ["ARTWATCH_DATABASE_URL"])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from artwatch.db.connection import close_pools
+
+    close_pools()
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+    redis.Redis.from_url(f"{REDIS_BASE}/{TEST_REDIS_DB}").flushdb()
+    shutil.rmtree(DATA_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def db_url() -> str:
+    return os.environ["ARTWATCH_DATABASE_URL"]
+
+
+@pytest.fixture
+def clean_db(db_url: str) -> Iterator[str]:
+    """An emptied schema (all rows gone, ids restarted) for tests that count rows."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'schema_migrations'"
+            )
+        ]
+        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    yield db_url
+
+
+@pytest.fixture
+def conn(clean_db: str) -> Iterator[psycopg.Connection]:
+    from artwatch.db import connect
+
+    with connect(clean_db, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def settings():
+    from artwatch.settings import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture
+def image_store(tmp_path: Path):
+    from artwatch.images import ImageStore
+
+    return ImageStore(tmp_path / "images", max_bytes=5 * 1024 * 1024, max_pixels=20_000_000)
+
+
+@pytest.fixture
+def fresh_database() -> Iterator[str]:
+    """An empty database with no schema at all (for migration tests)."""
+    name = f"{TEST_DB}_m{secrets.token_hex(2)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url_for(name)
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

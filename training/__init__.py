@@ -1,0 +1,1 @@
+"""Training stage: splits, finetuning, evaluation, calibration and model bundles."""
