@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import psycopg
+from psycopg.rows import tuple_row
 
 # Any fixed 64-bit number; it only has to be the same in every artwatch process.
 MIGRATION_LOCK_KEY = 0x61727477_61746368  # "artwatch"
@@ -65,10 +66,11 @@ def _ensure_table(conn: psycopg.Connection) -> None:
 
 def applied_migrations(conn: psycopg.Connection) -> dict[int, str]:
     """version -> checksum of what the database has applied (empty if never migrated)."""
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    cur = conn.cursor(row_factory=tuple_row)  # whatever row factory the caller's conn has
+    exists = cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
         return {}
-    rows = conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+    rows = cur.execute("SELECT version, checksum FROM schema_migrations").fetchall()
     return {int(r[0]): str(r[1]) for r in rows}
 
 
