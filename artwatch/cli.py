@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from artwatch.demo.cli import app as demo_app
 from artwatch.settings import SettingsError, get_settings
 
 console = Console()
@@ -231,8 +232,6 @@ def catalogue_stats_command() -> None:
 
 # --- demo -------------------------------------------------------------------------------
 
-demo_app = typer.Typer(help="The whole system on generated data, no outside services.",
-                       no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 
 
@@ -242,6 +241,24 @@ def demo_run() -> None:
     bring_up()
     console.print(services_status_table())
 
+
+# --- the stages' own commands ----------------------------------------------------------
+
+
+def _mount_stages() -> None:
+    """Each stage owns its commands; the spine only mounts them (stages never import it back)."""
+    from alerts.cli import digest_app, reviewers_app, web_command
+    from matcher.cli import register as register_matcher
+    from training.cli import register as register_training
+
+    register_training(app)
+    register_matcher(app)
+    app.command("web")(web_command)
+    app.add_typer(reviewers_app, name="reviewers")
+    app.add_typer(digest_app, name="digest")
+
+
+_mount_stages()
 
 if __name__ == "__main__":
     app()

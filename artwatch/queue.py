@@ -39,6 +39,8 @@ def _configure(sender: Celery, **_: Any) -> None:
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         task_default_queue="artwatch",
+        # GPU work has its own workers: matching messages go to the `matcher` queue.
+        task_routes={MATCH_IMAGES: {"queue": "matcher"}},
         timezone="UTC",
         enable_utc=True,
     )

@@ -76,6 +76,18 @@ class Settings(BaseSettings):
         default=None, description="Signs review links and sessions; generated if unset."
     )
     web_base_url: str = "http://127.0.0.1:8000"
+
+    # Matching: how predictions become suspected matches.
+    match_top_k: int = Field(default=5, ge=1, le=50, description="Candidates per listing.")
+    match_operating_point: str = Field(
+        default="precision_0.95",
+        pattern=r"^(precision_0\.\d+|alerts_per_1000_[\d.]+)$",
+        description="Which of the bundle's calibrated thresholds decides an alert.",
+    )
+    match_retrieval_threshold: float = Field(default=0.92, gt=0, le=1)
+    match_phash_distance: int = Field(default=6, ge=0, le=32)
+    matcher_device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+    matcher_batch_size: int = Field(default=64, ge=1, le=4096)
     # Alerts (alerts/): digest schedule, urgent threshold, candidates shown, link lifetime.
     smtp_timeout_s: float = Field(default=30.0, gt=0)
     smtp_ca_file: Path | None = Field(default=None, description="Extra CA for the SMTP server.")

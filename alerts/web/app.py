@@ -1,0 +1,86 @@
+"""Application factory: routes, session middleware, templates, shared state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from alerts.keys import web_secret
+from alerts.links import ReviewLinks
+from alerts.render import environment
+from alerts.thumbs import Thumbnailer
+from alerts.web import views
+from alerts.web.security import SECURITY_HEADERS
+from artwatch.db import get_pool
+from artwatch.settings import Settings, get_settings
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every response that does not set its own."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [
+                    (k.lower().encode(), v.encode())
+                    for k, v in SECURITY_HEADERS.items()
+                    if k.lower().encode() not in present
+                ]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(settings: Settings | None = None, db_url: str | None = None) -> Starlette:
+    settings = settings or get_settings()
+    secret = web_secret(settings)
+    routes = [
+        Route("/", views.queue_page, name="queue"),
+        Route("/login", views.login_page, methods=["GET", "POST"], name="login"),
+        Route("/logout", views.logout_action, methods=["POST"], name="logout"),
+        Route("/matches/{match_id:int}", views.match_page, name="match"),
+        Route("/matches/{match_id:int}/review", views.review_action, methods=["POST"],
+              name="review"),
+        Route("/r/{token}", views.link_page, methods=["GET", "POST"], name="link"),
+        Route("/search", views.search_page, name="search"),
+        Route("/submit", views.submit_page, methods=["GET", "POST"], name="submit"),
+        Route("/img/{sha256}", views.image, name="image"),
+        Route("/alerts/{alert_id:int}", views.alert_page, name="alert"),
+        Route("/healthz", views.healthz, name="healthz"),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(
+            SessionMiddleware,
+            secret_key=secret,
+            session_cookie="artwatch_session",
+            max_age=12 * 3600,
+            same_site="lax",
+            https_only=settings.web_base_url.startswith("https://"),
+        ),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=views.HANDLERS)
+    app.state.settings = settings
+    app.state.pool = get_pool(db_url, settings)
+    app.state.links = ReviewLinks(secret, settings.web_base_url, settings.review_link_max_age_s)
+    app.state.thumbnailer = Thumbnailer.from_settings(settings)
+    app.state.templates = Jinja2Templates(env=environment())
+    return app

@@ -1,0 +1,180 @@
+"""Model bundles: a directory the matcher loads and training writes.
+
+`model.safetensors` holds the weights (no pickles, so loading a bundle never runs code);
+`bundle.json` holds everything needed to use them: architecture, input resolution and mean/std,
+the ordered object ids (class i is `objects[i]`), embedding dimension, the temperature fitted
+on validation, the open-set alert thresholds, metrics, the training manifest hash, the
+pretrained source and when it was made. Preprocessing comes from `matcher.preprocess`, the same
+code training used, and each photo is resized from its original.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from matcher.model import ArtefactClassifier
+from matcher.preprocess import Preprocess
+
+BUNDLE_JSON = "bundle.json"
+WEIGHTS = "model.safetensors"
+FORMAT_VERSION = 1
+REQUIRED = ("architecture", "resolution", "mean", "std", "objects", "embedding_dim", "temperature")
+
+
+class BundleError(ValueError):
+    """A bundle directory is missing files or describes itself inconsistently."""
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Calibrated probabilities (N x objects) and each photo's top-k [(object_id, p)]."""
+
+    probs: np.ndarray
+    topk: list[list[tuple[str, float]]]
+    embeddings: np.ndarray | None = None
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: NaN / inf become null (PostgreSQL jsonb rejects them)."""
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def save_bundle(path: Path, model: ArtefactClassifier, info: dict[str, Any]) -> Path:
+    """Write weights and bundle.json into `path` (created); returns the path."""
+    missing = [k for k in REQUIRED if k not in info]
+    if missing:
+        raise BundleError(f"bundle info lacks {missing}")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path / WEIGHTS), metadata={"architecture": info["architecture"]})
+    payload = _finite({"format_version": FORMAT_VERSION, **info})
+    (path / BUNDLE_JSON).write_text(json.dumps(payload, indent=1, default=float), encoding="utf-8")
+    return path
+
+
+def read_info(path: Path) -> dict[str, Any]:
+    """bundle.json of a bundle directory, checked for the fields loading needs."""
+    file = Path(path) / BUNDLE_JSON
+    if not file.is_file():
+        raise BundleError(f"{path}: not a bundle (no {BUNDLE_JSON})")
+    try:
+        info = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{file}: invalid JSON ({exc})") from None
+    missing = [k for k in REQUIRED if k not in info]
+    if missing:
+        raise BundleError(f"{file}: missing {missing}")
+    return info
+
+
+class Bundle:
+    """A loaded model bundle: `predict()` and `embed()` over PIL photos."""
+
+    def __init__(
+        self, path: Path, info: dict[str, Any], model: ArtefactClassifier, device: torch.device
+    ) -> None:
+        self.path = Path(path)
+        self.info = info
+        self.model = model
+        self.device = device
+        self.objects: list[str] = list(info["objects"])
+        self.temperature = float(info["temperature"])
+        self.thresholds: dict[str, Any] = dict(info.get("thresholds", {}))
+        self.embedding_dim = int(info["embedding_dim"])
+        self.preprocess = Preprocess(
+            int(info["resolution"]),
+            tuple(info["mean"]),
+            tuple(info["std"]),  # type: ignore[arg-type]
+        )
+
+    @classmethod
+    def load(cls, path: Path | str, device: str | torch.device = "cpu") -> Bundle:
+        path = Path(path)
+        info = read_info(path)
+        weights = path / WEIGHTS
+        if not weights.is_file():
+            raise BundleError(f"{path}: no {WEIGHTS}")
+        try:
+            model = ArtefactClassifier(info["architecture"], len(info["objects"]))
+        except RuntimeError as exc:  # timm does not know the architecture
+            raise BundleError(f"{path}: cannot build {info['architecture']!r}: {exc}") from None
+        try:
+            model.load_state_dict(load_file(str(weights)), strict=True)
+        except Exception as exc:  # shape/key mismatch, or a truncated safetensors file
+            raise BundleError(
+                f"{weights}: weights do not fit {info['architecture']}: {exc}"
+            ) from None
+        if model.embedding_dim != int(info["embedding_dim"]):
+            raise BundleError(f"{path}: embedding_dim disagrees with the architecture")
+        dev = torch.device(device)
+        model = model.to(dev).eval()
+        if dev.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        return cls(path, info, model, dev)
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name", self.path.name))
+
+    @torch.no_grad()
+    def forward(
+        self, images: Sequence[Image.Image], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(raw logits, L2-normalised embeddings) for photos, in batches."""
+        logits, embeds = [], []
+        for start in range(0, len(images), batch_size):
+            x = self.preprocess.batch(images[start : start + batch_size]).to(self.device)
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    out, emb = self.model.forward_both(x)
+            else:
+                out, emb = self.model.forward_both(x)
+            logits.append(out.float().cpu())
+            embeds.append(emb.float().cpu())
+        if not logits:
+            return (
+                np.zeros((0, len(self.objects)), np.float32),
+                np.zeros((0, self.embedding_dim), np.float32),
+            )
+        return torch.cat(logits).numpy(), torch.cat(embeds).numpy()
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """Temperature-scaled softmax probabilities."""
+        x = torch.from_numpy(np.asarray(logits, dtype=np.float32)) / self.temperature
+        return torch.softmax(x, dim=1).numpy()
+
+    def predict(
+        self, images: Sequence[Image.Image], k: int = 5, with_embeddings: bool = False
+    ) -> Predictions:
+        """Calibrated probabilities and the top-k objects per photo."""
+        logits, embeds = self.forward(images)
+        probs = self.calibrated(logits)
+        k = min(k, len(self.objects))
+        topk = []
+        for row in probs:
+            idx = np.argsort(-row, kind="stable")[:k]
+            topk.append([(self.objects[i], float(row[i])) for i in idx])
+        return Predictions(probs, topk, embeds if with_embeddings else None)
+
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """L2-normalised embeddings (N x embedding_dim, float32) for retrieval."""
+        return self.forward(images)[1]

@@ -1,0 +1,80 @@
+"""Exact nearest-neighbour search over the catalogue's photo embeddings, held in memory.
+
+PostgreSQL stores every catalogue photo's embedding (the source of truth); the matcher loads
+them for its bundle as one L2-normalised matrix, so a batch of listing photos is one matrix
+product against the whole catalogue (a million photos is still one matmul), then a max per
+object. Objects added after training are covered as soon as their photos are indexed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+import torch
+
+
+@dataclass(frozen=True)
+class RetrievalHit:
+    """The best catalogue photo of one object for one query photo."""
+
+    object_id: int
+    image_id: int
+    similarity: float
+
+
+class CatalogueIndex:
+    """Catalogue embeddings of one bundle: rows are photos, each belonging to an object."""
+
+    def __init__(self, matrix: torch.Tensor, object_ids: np.ndarray, image_ids: np.ndarray):
+        self.matrix = matrix  # (N, d) float32, L2-normalised
+        self.object_ids = object_ids  # (N,) objects.id per row
+        self.image_ids = image_ids  # (N,) images.id per row
+
+    def __len__(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @classmethod
+    def load(cls, conn: psycopg.Connection, bundle_id: int,
+             device: str | torch.device = "cpu") -> CatalogueIndex:
+        rows = conn.execute(
+            """
+            SELECT oi.object_id, e.image_id, e.vector
+              FROM embeddings e
+              JOIN object_images oi ON oi.image_id = e.image_id
+             WHERE e.bundle_id = %s
+             ORDER BY e.image_id
+            """,
+            (bundle_id,),
+        ).fetchall()
+        if not rows:
+            return cls(torch.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        matrix = np.stack([np.frombuffer(r["vector"], dtype="<f4") for r in rows])
+        return cls(
+            torch.from_numpy(matrix.copy()).to(device),
+            np.array([r["object_id"] for r in rows], dtype=np.int64),
+            np.array([r["image_id"] for r in rows], dtype=np.int64),
+        )
+
+    def search(self, queries: np.ndarray, k: int = 10) -> list[list[RetrievalHit]]:
+        """For each query embedding, the k most similar objects (best photo per object)."""
+        if len(self) == 0 or len(queries) == 0:
+            return [[] for _ in range(len(queries))]
+        q = torch.from_numpy(np.array(queries, dtype=np.float32)).to(self.matrix.device)
+        sims = q @ self.matrix.T  # (M, N) cosine similarities
+        # Enough nearest photos to find k distinct objects in all but pathological cases.
+        depth = min(len(self), max(4 * k, 32))
+        values, rows = torch.topk(sims, depth, dim=1)
+        values, rows = values.cpu().numpy(), rows.cpu().numpy()
+        out = []
+        for vals, idx in zip(values, rows, strict=True):
+            hits: dict[int, RetrievalHit] = {}
+            for sim, row in zip(vals, idx, strict=True):
+                obj = int(self.object_ids[row])
+                if obj not in hits:
+                    hits[obj] = RetrievalHit(obj, int(self.image_ids[row]), float(sim))
+                    if len(hits) == k:
+                        break
+            out.append(list(hits.values()))
+        return out

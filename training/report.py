@@ -1,0 +1,264 @@
+"""The bundle's `report/`: report.md, metrics.json and PNG plots.
+
+Plots are drawn with matplotlib's Agg backend (no display needed): training curves, accuracy
+by photos-per-object (paper Fig. 4), the reliability diagram before/after temperature scaling,
+a t-SNE map of test embeddings coloured by collection, and gradient saliency maps for a few
+correct and wrong test predictions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from matcher.model import ArtefactClassifier  # noqa: E402
+from matcher.preprocess import Preprocess  # noqa: E402
+from training.catalogue import Photo  # noqa: E402
+from training.metrics import PPO_BUCKETS  # noqa: E402
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    epochs = [h["epoch"] for h in history]
+    a.plot(epochs, [h["train_loss"] for h in history], label="train")
+    a.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    a.set_xlabel("epoch"), a.set_ylabel("NLL"), a.legend()
+    b.plot(epochs, [h["train_accuracy"] for h in history], label="train")
+    b.plot(epochs, [h["val_accuracy"] for h in history], label="validation")
+    b.set_xlabel("epoch"), b.set_ylabel("top-1 accuracy"), b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_ppo(metrics: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.4
+    for offset, key, label in (
+        (-width / 2, "classifier", "classifier"),
+        (width / 2, "knn", "kNN (finetuned)"),
+    ):
+        buckets = metrics.get(key, {}).get("per_photos_per_object", {})
+        xs = [i + offset for i, b in enumerate(PPO_BUCKETS) if b in buckets]
+        ys = [buckets[b]["accuracy"] for b in PPO_BUCKETS if b in buckets]
+        ax.bar(xs, ys, width=width, label=label)
+    ax.set_xticks(range(len(PPO_BUCKETS)), PPO_BUCKETS)
+    ax.set_xlabel("photos per object"), ax.set_ylabel("top-1 accuracy"), ax.set_ylim(0, 1)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_reliability(before: list[dict], after: list[dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], "k:", label="perfect")
+    for table, label in ((before, "T = 1"), (after, "temperature-scaled")):
+        if table:
+            ax.plot(
+                [b["confidence"] for b in table], [b["accuracy"] for b in table], "o-", label=label
+            )
+    ax.set_xlabel("confidence (top-1 probability)"), ax.set_ylabel("accuracy")
+    ax.set_title("reliability (validation)"), ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_tsne(
+    embeddings: np.ndarray, collections: Sequence[str], path: Path, seed: int = 0, limit: int = 600
+) -> None:
+    from sklearn.manifold import TSNE
+
+    n = len(embeddings)
+    if n < 5:
+        return
+    idx = np.random.default_rng(seed).permutation(n)[:limit]
+    xy = TSNE(
+        n_components=2, perplexity=min(30.0, (len(idx) - 1) / 3), random_state=seed, init="pca"
+    ).fit_transform(embeddings[idx])
+    fig, ax = plt.subplots(figsize=(6, 5))
+    labels = [collections[i] for i in idx]
+    for name in sorted(set(labels)):
+        mask = np.array([c == name for c in labels])
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=8, label=name)
+    ax.set_title("t-SNE of test embeddings"), ax.legend(fontsize=7, markerscale=2)
+    ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def saliency(
+    model: ArtefactClassifier, preprocess: Preprocess, photo: Photo, samples: int = 8
+) -> tuple:
+    """(padded input pixels, SmoothGrad map of the top logit) for one photo, on CPU.
+
+    Plain input gradients are speckled; averaging |gradient| over a few noisy copies
+    (SmoothGrad) shows which parts of the object the prediction rests on.
+    """
+    model = model.cpu().eval()
+    pixels = preprocess.fit(photo.load())
+    x = preprocess.normalise(torch.from_numpy(pixels))
+    with torch.no_grad():
+        target = int(model(x)[0].argmax())
+    noisy = x + 0.15 * torch.randn(
+        (samples, *x.shape[1:]), generator=torch.Generator().manual_seed(0)
+    )
+    noisy.requires_grad_(True)
+    model(noisy)[:, target].sum().backward()
+    grad = noisy.grad.abs().amax(dim=1).mean(dim=0).numpy()
+    return pixels, grad / (grad.max() or 1.0)
+
+
+def plot_saliency(
+    model: ArtefactClassifier,
+    preprocess: Preprocess,
+    cases: list[tuple[Photo, str, str]],
+    path: Path,
+) -> None:
+    """cases: (photo, true object, predicted object)."""
+    if not cases:
+        return
+    fig, axes = plt.subplots(2, len(cases), figsize=(2.2 * len(cases), 4.6), squeeze=False)
+    for col, (photo, true, pred) in enumerate(cases):
+        pixels, grad = saliency(model, preprocess, photo)
+        axes[0, col].imshow(pixels)
+        axes[0, col].set_title(
+            f"{'ok' if true == pred else 'WRONG'}\n{true}\n-> {pred}", fontsize=7
+        )
+        axes[1, col].imshow(pixels)
+        axes[1, col].imshow(grad, cmap="inferno", alpha=0.6)
+        for ax in axes[:, col]:
+            ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def write_markdown(info: dict, metrics: dict, path: Path) -> None:
+    """A human-readable summary of metrics.json."""
+    lines = [f"# Bundle {info.get('name')}", ""]
+    lines += [
+        f"- architecture: {info['architecture']} at {info['resolution']} px",
+        f"- pretrained: {info.get('pretrained_source')}",
+        f"- objects: {len(info['objects'])}; split counts: {info.get('split_counts')}",
+        f"- best epoch (validation): {metrics.get('training', {}).get('best_epoch')}",
+        f"- manifest hash: {info.get('manifest_hash')}",
+        "",
+    ]
+    lines += [
+        "## Test split",
+        "",
+        "| scorer | top-1 | top-3 | top-5 | top-10 | "
+        "precision (macro) | recall (macro) | F1 (macro) | F1 (weighted) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in ("classifier", "knn"):
+        m = metrics.get(key)
+        if m:
+            lines.append(
+                f"| {key} | "
+                + " | ".join(
+                    _fmt(m[k])
+                    for k in (
+                        "top1",
+                        "top3",
+                        "top5",
+                        "top10",
+                        "precision_macro",
+                        "recall_macro",
+                        "f1_macro",
+                        "f1_weighted",
+                    )
+                )
+                + " |"
+            )
+    lines += [
+        "",
+        "Precision/recall/F1: scikit-learn, average named, over objects in the test "
+        "split; kNN uses training photos as references (best cosine per object).",
+        "",
+    ]
+    clf = metrics.get("classifier", {})
+    if clf.get("per_collection"):
+        lines += [
+            "## Per collection (paper Table 4)",
+            "",
+            "| collection | n | top-1 |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {c} | {v['n']} | {v['accuracy']:.3f} |" for c, v in clf["per_collection"].items()
+        ]
+        lines.append("")
+    if clf.get("per_photos_per_object"):
+        lines += [
+            "## By photos per object (paper Fig. 4)",
+            "",
+            "| photos | n | top-1 | top-5 |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {b} | {v['n']} | {v['accuracy']:.3f} | {v['top5']:.3f} |"
+            for b, v in clf["per_photos_per_object"].items()
+        ]
+        lines.append("")
+    cal = metrics.get("calibration", {})
+    if cal:
+        lines += [
+            "## Calibration (validation)",
+            "",
+            f"temperature {cal['temperature']:.3f}; NLL {cal['nll_before']:.4f} -> "
+            f"{cal['nll_after']:.4f}; ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}",
+            "",
+        ]
+    points = metrics.get("operating_points", [])
+    if points:
+        lines += [
+            "## Open-set operating points",
+            "",
+            "Thresholds on the calibrated top-1 probability, fitted on the test split with "
+            "held-out objects as negatives; figures cross-fitted (fit on k-1 folds, "
+            "measured on the k-th).",
+            "",
+            "| target | threshold | precision | recall | false alerts / 1000 |",
+            "|---|---|---|---|---|",
+        ]
+        for p in points:
+            cf = p["cross_fitted"]
+            lines.append(
+                f"| {p['target']} {p['value']} | {p['threshold']:.4f} | "
+                f"{cf['precision']:.3f} | {cf['recall']:.3f} | "
+                f"{cf['false_alerts_per_1000']:.1f} |"
+            )
+        lines.append("")
+    confused = clf.get("most_confused", [])
+    if confused:
+        lines += ["## Most confused objects", "", "| true | predicted | count |", "|---|---|---|"]
+        lines += [f"| {c['true']} | {c['predicted']} | {c['count']} |" for c in confused]
+        lines.append("")
+    lines += [
+        "## Plots",
+        "",
+        "![curves](training_curves.png) ![ppo](accuracy_by_photos.png)",
+        "![reliability](reliability.png) ![tsne](tsne.png) ![saliency](saliency.png)",
+        "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_metrics(metrics: dict, path: Path) -> None:
+    path.write_text(json.dumps(metrics, indent=1, default=float, allow_nan=True), encoding="utf-8")
