@@ -248,9 +248,16 @@ def demo_run() -> None:
 def _mount_stages() -> None:
     """Each stage owns its commands; the spine only mounts them (stages never import it back)."""
     from alerts.cli import digest_app, reviewers_app, web_command
+    from artwatch.demo.auction_house.cli import serve
+    from crawler.cli import app as crawl_app
+    from crawler.cli import sources_app, submit
     from matcher.cli import register as register_matcher
     from training.cli import register as register_training
 
+    app.add_typer(sources_app, name="sources")
+    app.add_typer(crawl_app, name="crawl")
+    app.command("submit")(submit)
+    demo_app.command("serve")(serve)
     register_training(app)
     register_matcher(app)
     app.command("web")(web_command)

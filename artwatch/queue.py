@@ -22,7 +22,7 @@ PROCESS_SUBMISSION = "crawler.process_submission"  # args: [submission_id]
 
 TASK_MODULES = ["matcher.tasks", "crawler.tasks", "alerts.tasks"]
 
-app = Celery("artwatch")
+app = Celery("artwatch", include=TASK_MODULES)  # workers and beat know every stage's tasks
 
 
 @app.on_configure.connect
@@ -41,6 +41,8 @@ def _configure(sender: Celery, **_: Any) -> None:
         task_default_queue="artwatch",
         # GPU work has its own workers: matching messages go to the `matcher` queue.
         task_routes={MATCH_IMAGES: {"queue": "matcher"}},
+        # A late-acked message is redelivered after this long: longer than any crawl.
+        broker_transport_options={"visibility_timeout": 6 * 3600},
         timezone="UTC",
         enable_utc=True,
     )

@@ -1,0 +1,83 @@
+"""CrawlRecorder: one `crawls` row per run, holding Scrapy's stats when the spider closes.
+
+The runner creates the row before starting Scrapy (so a crash still leaves a failed row);
+a crawl started by hand with plain `scrapy crawl` gets a row here instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from decimal import Decimal
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from scrapy import signals
+from scrapy.crawler import Crawler
+
+from artwatch.db import connect
+
+logger = logging.getLogger(__name__)
+
+
+def jsonable_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """Scrapy's stats with datetimes and other non-JSON values made JSON-friendly."""
+    out: dict[str, Any] = {}
+    for key, value in stats.items():
+        if isinstance(value, dt.datetime | dt.date):
+            out[key] = value.isoformat()
+        elif isinstance(value, dt.timedelta):
+            out[key] = value.total_seconds()
+        elif isinstance(value, Decimal):
+            out[key] = float(value)
+        elif isinstance(value, str | int | float | bool) or value is None:
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out
+
+
+class CrawlRecorder:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> CrawlRecorder:
+        return cls(crawler)
+
+    def spider_opened(self, spider: Any) -> None:
+        if getattr(spider, "crawl_id", None) is None and getattr(spider, "source", None):
+            with connect(autocommit=True) as conn:
+                row = conn.execute(
+                    "INSERT INTO crawls (source_id, trigger) VALUES (%s, 'manual') RETURNING id",
+                    (spider.source.id,),
+                ).fetchone()
+            spider.crawl_id = int(row["id"])
+
+    def spider_closed(self, spider: Any, reason: str) -> None:
+        crawl_id = getattr(spider, "crawl_id", None)
+        if crawl_id is None:
+            return
+        stats = jsonable_stats(self.crawler.stats.get_stats())
+        stats["finish_reason"] = reason
+        status = "finished" if reason == "finished" else "failed"
+        if getattr(spider, "shard_count", 1) > 1:
+            # One of several processes of this crawl: file its stats under its shard; the
+            # runner merges them and closes the row when every shard has ended.
+            with connect(autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE crawls SET stats = jsonb_set(stats, '{shards}', "
+                    "coalesce(stats->'shards', '{}'::jsonb) || jsonb_build_object(%s::text, %s"
+                    "::jsonb)) WHERE id = %s",
+                    (spider.shard_index, Jsonb(stats), crawl_id),
+                )
+            return
+        with connect(autocommit=True) as conn:
+            conn.execute(
+                "UPDATE crawls SET status = %s, finished_at = now(), stats = %s, "
+                "error = %s WHERE id = %s",
+                (status, Jsonb(stats), None if status == "finished" else reason, crawl_id),
+            )
+        logger.info("crawl %s %s", crawl_id, status)

@@ -1,0 +1,238 @@
+"""Listing and listing-photo rows: idempotent upserts that keep what changed.
+
+A lot seen again updates `last_seen` and appends to `changes` only the fields whose value
+really changed, so re-crawling the same site adds no rows. A photo row is keyed by
+(listing, URL); once stored it stays stored even if a later fetch of it fails, because
+a photo we have is evidence and must not be lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from artwatch.images.records import record_image
+
+TRACKED_FIELDS = (
+    "url", "title", "description", "price", "currency", "estimate_low", "estimate_high",
+    "sale_date", "seller",
+)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value).replace(",", "").strip())
+    except InvalidOperation:
+        return None
+
+
+def _date(value: Any) -> dt.date | None:
+    if not value:
+        return None
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def normalise(item: dict[str, Any]) -> dict[str, Any]:
+    """The listing columns from an item, typed as PostgreSQL stores them."""
+    return {
+        "url": item["url"],
+        "title": (item.get("title") or "").strip() or None,
+        "description": (item.get("description") or "").strip() or None,
+        "price": _decimal(item.get("price")),
+        "currency": (item.get("currency") or "").strip().upper() or None,
+        "estimate_low": _decimal(item.get("estimate_low")),
+        "estimate_high": _decimal(item.get("estimate_high")),
+        "sale_date": _date(item.get("sale_date")),
+        "seller": (item.get("seller") or "").strip() or None,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def upsert_listing(
+    conn: psycopg.Connection,
+    source_id: int,
+    external_id: str,
+    fields: dict[str, Any],
+    data: dict[str, Any],
+    crawl_id: int | None,
+) -> tuple[int, bool, list[dict[str, Any]]]:
+    """Insert or update one listing; return (id, created, changes recorded now)."""
+    with conn.transaction():
+        old = conn.execute(
+            "SELECT * FROM listings WHERE source_id = %s AND external_id = %s FOR UPDATE",
+            (source_id, external_id),
+        ).fetchone()
+        if old is None:
+            row = conn.execute(
+                """
+                INSERT INTO listings (source_id, external_id, url, title, description, price,
+                    currency, estimate_low, estimate_high, sale_date, seller, data,
+                    last_crawl_id)
+                VALUES (%(source_id)s, %(external_id)s, %(url)s, %(title)s, %(description)s,
+                    %(price)s, %(currency)s, %(estimate_low)s, %(estimate_high)s,
+                    %(sale_date)s, %(seller)s, %(data)s, %(crawl_id)s)
+                ON CONFLICT (source_id, external_id) DO UPDATE SET last_seen = now()
+                RETURNING id, (xmax = 0) AS created
+                """,
+                {**fields, "source_id": source_id, "external_id": external_id,
+                 "data": Jsonb(data), "crawl_id": crawl_id},
+            ).fetchone()
+            return int(row["id"]), bool(row["created"]), []
+        now = dt.datetime.now(dt.UTC).isoformat()
+        changes = [
+            {"at": now, "field": name, "old": _jsonable(old[name]), "new": _jsonable(value)}
+            for name, value in fields.items()
+            if value is not None and old[name] != value
+        ]
+        assignments = ", ".join(f"{c['field']} = %({c['field']})s" for c in changes)
+        conn.execute(
+            f"""
+            UPDATE listings SET last_seen = now(), last_crawl_id = %(crawl_id)s,
+                data = data || %(data)s, changes = changes || %(changes)s
+                {', ' + assignments if assignments else ''}
+            WHERE id = %(id)s
+            """,
+            {**fields, "id": old["id"], "crawl_id": crawl_id, "data": Jsonb(data),
+             "changes": Jsonb(changes)},
+        )
+        return int(old["id"]), False, changes
+
+
+UPSERT_PHOTO = """
+INSERT INTO listing_images (listing_id, url, position, image_id, status, error)
+VALUES (%(listing_id)s, %(url)s, %(position)s, %(image_id)s, %(status)s, %(error)s)
+ON CONFLICT (listing_id, url) DO UPDATE SET
+    last_seen = now(),
+    position = EXCLUDED.position,
+    image_id = coalesce(EXCLUDED.image_id, listing_images.image_id),
+    status = CASE WHEN listing_images.status = 'stored' THEN 'stored' ELSE EXCLUDED.status END,
+    error = CASE WHEN EXCLUDED.status = 'stored' THEN NULL ELSE EXCLUDED.error END
+RETURNING id, image_id, status, queued_at
+"""
+
+
+def record_photos(
+    conn: psycopg.Connection, listing_id: int, photos: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Upsert the listing's photo rows; return them as stored (id, image_id, status, queued_at)."""
+    rows = []
+    with conn.transaction():
+        for position, photo in enumerate(photos):
+            row = conn.execute(
+                UPSERT_PHOTO,
+                {"listing_id": listing_id, "url": photo["url"], "position": position,
+                 "image_id": photo.get("image_id"), "status": photo["status"],
+                 "error": photo.get("error")},
+            ).fetchone()
+            rows.append(row if isinstance(row, dict) else dict(
+                zip(("id", "image_id", "status", "queued_at"), row, strict=True)))
+    return rows
+
+
+@dataclass
+class SavedLot:
+    """What one lot's transaction wrote."""
+
+    listing_id: int
+    created: bool
+    changes: list[dict[str, Any]]
+    photos: list[dict[str, Any]]  # {url, status, image_id, error}
+    queue_image_ids: list[int]  # photos to send to the matcher now
+    queue_row_ids: list[int]  # their listing_images rows (already marked queued)
+
+
+def save_lot(
+    conn: psycopg.Connection,
+    *,
+    source_id: int,
+    crawl_id: int | None,
+    item: dict[str, Any],
+    photos: list[dict[str, Any]],
+    force: bool = False,
+) -> SavedLot:
+    """Listing, photos and their queue marks in ONE transaction (one commit per lot).
+
+    `photos` are the photo pipeline's results: `{url, stored: StoredImage}` or
+    `{url, error}`. Photos are marked queued here, before the caller sends the task, so a
+    crash between commit and send leaves them marked; the caller clears the mark when the
+    send fails.
+    """
+    with conn.transaction():
+        listing_id, created, changes = upsert_listing(
+            conn, source_id, item["external_id"], normalise(item), item.get("data") or {},
+            crawl_id,
+        )
+        rows_in: list[dict[str, Any]] = []
+        for photo in photos:
+            if photo.get("stored") is not None:
+                image_id = record_image(conn, photo["stored"])
+                rows_in.append({"url": photo["url"], "status": "stored", "image_id": image_id})
+            else:
+                rows_in.append({"url": photo["url"], "status": "failed",
+                                "error": str(photo.get("error"))[:500]})
+        rows = record_photos(conn, listing_id, rows_in)
+        pending = [r for r in rows if r["status"] == "stored" and r["image_id"] is not None
+                   and (r["queued_at"] is None or force)]
+        if pending:
+            mark_queued(conn, [int(r["id"]) for r in pending])
+    for photo, row in zip(rows_in, rows, strict=True):
+        photo["image_id"] = row["image_id"]
+    return SavedLot(
+        listing_id=listing_id,
+        created=created,
+        changes=changes,
+        photos=rows_in,
+        queue_image_ids=list(dict.fromkeys(int(r["image_id"]) for r in pending)),
+        queue_row_ids=[int(r["id"]) for r in pending],
+    )
+
+
+def unmark_queued(conn: psycopg.Connection, listing_image_ids: list[int]) -> None:
+    conn.execute(
+        "UPDATE listing_images SET queued_at = NULL WHERE id = ANY(%s)", (listing_image_ids,)
+    )
+
+
+def mark_queued(conn: psycopg.Connection, listing_image_ids: list[int]) -> None:
+    conn.execute(
+        "UPDATE listing_images SET queued_at = now() WHERE id = ANY(%s)", (listing_image_ids,)
+    )
+
+
+def seen_urls(conn: psycopg.Connection, source_id: int, urls: list[str]) -> set[str]:
+    """Which of these lot URLs the source already has (for incremental crawls)."""
+    if not urls:
+        return set()
+    rows = conn.execute(
+        "SELECT url FROM listings WHERE source_id = %s AND url = ANY(%s)", (source_id, urls)
+    ).fetchall()
+    return {r["url"] for r in rows}
+
+
+def seen_external_ids(conn: psycopg.Connection, source_id: int, ids: list[str]) -> set[str]:
+    if not ids:
+        return set()
+    rows = conn.execute(
+        "SELECT external_id FROM listings WHERE source_id = %s AND external_id = ANY(%s)",
+        (source_id, ids),
+    ).fetchall()
+    return {r["external_id"] for r in rows}

@@ -1,0 +1,1 @@
+"""One spider per auction-house style, plus `generic`, driven by per-source selectors."""

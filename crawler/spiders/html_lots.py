@@ -1,0 +1,31 @@
+"""Server-rendered auction sites: sale pages -> paginated lot lists -> lot pages.
+
+Lot fields come from the page's schema.org Product/Offer JSON-LD (read with extruct), with
+CSS selectors as the fallback for pages whose structured data is missing or broken.
+"""
+
+from crawler.spiders.generic import GenericSpider
+
+
+class HtmlLotsSpider(GenericSpider):
+    name = "html_lots"
+    default_selectors = {
+        "json_ld": True,
+        "list": {
+            "follow": ["a.sale::attr(href)"],
+            "lots": "a.lot-link::attr(href)",
+            "next": "a[rel=next]::attr(href)",
+        },
+        "lot": {
+            "external_id": "article.lot::attr(data-lot-id)",
+            "title": ".lot-title",
+            "description": ".description",
+            "estimate_low": ".estimate::attr(data-low)",
+            "estimate_high": ".estimate::attr(data-high)",
+            "currency": ".estimate::attr(data-currency)",
+            "sale_date": "time.sale-date::attr(datetime)",
+            "seller": ".seller",
+            "lot_number": ".lot-number",
+            "photos": ".gallery img",
+        },
+    }

@@ -1,0 +1,86 @@
+"""The local auction house serves what real sites do to crawlers."""
+
+from __future__ import annotations
+
+import io
+import urllib.error
+import urllib.request
+
+import pytest
+from PIL import Image
+
+
+def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def test_html_house_pages_robots_and_429(houses) -> None:
+    house = houses("meridian", style="html", lots=20, per_page=5)
+    status, _, robots = fetch(house.base_url + "/robots.txt")
+    assert status == 200 and b"Disallow: /private/" in robots
+    sale = house.model.sales()[0]
+    status, headers, _ = fetch(f"{house.base_url}/sale/{sale}?page=2")
+    assert status == 429 and headers["Retry-After"] == "1"
+    assert fetch(f"{house.base_url}/sale/{sale}?page=2")[0] == 200  # only the first hit
+    lot = house.model.public_lots[5]
+    status, _, body = fetch(house.lot_url(lot))
+    assert status == 200 and b"application/ld+json" in body and lot.title.encode() in body
+    photo = fetch(house.photo_url(lot.photos[0]))[2]
+    assert Image.open(io.BytesIO(photo)).format == "JPEG"
+    assert fetch(house.photo_url(lot.photos[0]))[2] == photo  # deterministic bytes
+
+
+def test_specials_relist_dead_and_non_image(houses) -> None:
+    house = houses("meridian", style="html", lots=20)
+    lots = {lot.lot_id: lot for lot in house.model.public_lots}
+    relist = next(lot for lot in lots.values() if lot.relist_of)
+    assert relist.photos == lots[relist.relist_of].photos
+    first = house.model.lots[0]
+    assert fetch(house.photo_url(first.photos[1]))[0] == 404
+    status, headers, body = fetch(house.photo_url(first.photos[2]))
+    assert status == 200 and headers["Content-Type"] == "image/jpeg" and body.startswith(b"<html")
+
+
+def test_js_house_shows_nothing_without_a_browser(houses) -> None:
+    house = houses("gavelscript", style="js", lots=12)
+    status, _, body = fetch(house.start_url)
+    assert status == 200 and b'id="lots"' in body
+    assert not any(lot.title.encode() in body for lot in house.model.public_lots)
+
+
+def test_rate_limit_answers_429(houses) -> None:
+    house = houses("lotstream", style="api", lots=12, rate_limit=3)
+    statuses = [fetch(house.start_url)[0] for _ in range(6)]
+    assert 429 in statuses and statuses[0] == 200
+
+
+def test_changing_lot_between_generations(houses) -> None:
+    house = houses("meridian", style="html", lots=12)
+    before = list(house.model.lots[2].photos)
+    house.advance()
+    assert house.model.lots[2].photos != before
+
+
+@pytest.mark.slow
+def test_catalogue_lots_show_marketplace_photos_of_catalogue_objects(tmp_path) -> None:
+    from artwatch.demo import generate_catalogue
+    from artwatch.demo.auction_house import AuctionHouse, Catalogue, HouseConfig
+
+    generate_catalogue(tmp_path, 2, seed=3)
+    catalogue = Catalogue(tmp_path)
+    house = AuctionHouse(HouseConfig(name="demo", lots=10, catalogue_share=0.5), catalogue)
+    house.start()
+    try:
+        lot = next(lot for lot in house.model.public_lots if lot.shows)
+        assert lot.shows in catalogue.accessions
+        status, _, body = fetch(house.photo_url(lot.photos[0]))
+        photo = Image.open(io.BytesIO(body))
+        assert status == 200 and photo.format == "JPEG" and max(photo.size) <= 320
+        originals = {p.read_bytes() for p in catalogue.images[lot.shows]}
+        assert body not in originals  # a new marketplace photo, not the museum's own file
+    finally:
+        house.stop()
