@@ -236,10 +236,17 @@ app.add_typer(demo_app, name="demo")
 
 
 @demo_app.command("run")
-def demo_run() -> None:
-    """Bring up the embedded services, apply migrations and show their status."""
-    bring_up()
-    console.print(services_status_table())
+def demo_run(
+    objects: int = typer.Option(40, min=5, help="Catalogued objects to generate."),
+    lots: int = typer.Option(30, min=5, help="Lots per auction house."),
+    seed: int = typer.Option(0, help="Seed for catalogue, houses and training."),
+    epochs: int = typer.Option(12, min=1, help="Training epochs (CPU)."),
+) -> None:
+    """The whole daemon on generated data: catalogue, model, crawl, match, digest."""
+    from artwatch.demo.pipeline import DemoOptions, run_demo
+
+    run_demo(get_settings(), DemoOptions(objects=objects, lots=lots, seed=seed, epochs=epochs),
+             console, bring_up)
 
 
 # --- the stages' own commands ----------------------------------------------------------

@@ -29,12 +29,17 @@ _state: dict[str, Any] = {"key": None, "recogniser": None}
 
 
 def _catalogue_version(conn: Any) -> tuple[Any, ...]:
-    """Changes whenever the recogniser must be reloaded (new bundle, photos, objects)."""
+    """Changes whenever the recogniser must be reloaded (new bundle, catalogue photos).
+
+    Only catalogue embeddings count: the matcher's own listing embeddings must not force a
+    reload after every batch.
+    """
     row = conn.execute(
         """
         SELECT (SELECT id FROM bundles WHERE active) AS bundle_id,
-               (SELECT count(*) FROM embeddings e JOIN bundles b ON b.id = e.bundle_id
-                 WHERE b.active) AS embedded,
+               (SELECT count(*) FROM embeddings e
+                  JOIN bundles b ON b.id = e.bundle_id AND b.active
+                  JOIN object_images oi ON oi.image_id = e.image_id) AS embedded,
                (SELECT count(*) FROM object_images) AS photos
         """
     ).fetchone()

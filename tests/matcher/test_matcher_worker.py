@@ -114,7 +114,13 @@ def test_index_search_finds_the_same_photo(conn: psycopg.Connection, world) -> N
 
 @pytest.fixture
 def worker(db_url: str):
-    """A real Celery worker on the matcher queue, in its own process."""
+    """A real Celery worker on the matcher queue, in its own process.
+
+    The queue is emptied first: messages other tests left behind name image ids that the
+    truncated database has since given to this test's photos.
+    """
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("matcher")
     env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "artwatch.queue", "worker", "-Q", "matcher",
