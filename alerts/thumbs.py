@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from artwatch.files import write_atomic
 from artwatch.images import ImageStore
 from artwatch.settings import Settings, get_settings
 
@@ -63,7 +62,7 @@ class Thumbnailer:
         except Exception as exc:  # missing file, corrupt photo: a placeholder, not a crash
             log.warning("thumbnail of %s unavailable: %s", sha256, exc)
             return None
-        self._write(cached, data)
+        write_atomic(cached, data, durable=False)  # a cache: rebuilt if lost
         return data
 
     def _render(self, sha256: str, size: int) -> bytes:
@@ -75,11 +74,3 @@ class Thumbnailer:
         out = io.BytesIO()
         picture.save(out, "JPEG", quality=80, optimize=False)
         return out.getvalue()
-
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".thumb-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)

@@ -9,17 +9,16 @@ default) messages go to `outbox_dir` as `<name>.eml` plus the `.html` page.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import smtplib
 import ssl
-import tempfile
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
+from artwatch.files import write_atomic
 from artwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -133,23 +132,10 @@ class OutboxTransport:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             if html_page is not None:
-                self._write(self.directory / f"{base}.html", html_page.encode("utf-8"))
-            self._write(self.directory / f"{base}.eml", message.as_bytes())
+                write_atomic(self.directory / f"{base}.html", html_page.encode("utf-8"))
+            write_atomic(self.directory / f"{base}.eml", message.as_bytes())
         except OSError as exc:
             raise DeliveryError(f"outbox {self.directory}: {exc}", permanent=False) from exc
-
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def transport_from_settings(settings: Settings) -> Transport:

@@ -10,13 +10,12 @@ crash leaves at most a stray temp file.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from artwatch.files import write_atomic
 from artwatch.images.decode import DecodedImage, decode_image, load_rgb
 from artwatch.settings import Settings, get_settings
 
@@ -67,7 +66,7 @@ class ImageStore:
         sha = hashlib.sha256(data).hexdigest()
         path = self.path_for(sha)
         if not path.is_file():
-            self._write_atomic(path, data)
+            write_atomic(path, data)
         return StoredImage(
             sha256=sha,
             format=decoded.format,
@@ -77,19 +76,6 @@ class ImageStore:
             phash=decoded.phash,
             path=path,
         )
-
-    def _write_atomic(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def read_bytes(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
