@@ -7,6 +7,7 @@ a crawl started by hand with plain `scrapy crawl` gets a row here instead.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 from decimal import Decimal
 from typing import Any
@@ -81,3 +82,30 @@ class CrawlRecorder:
                 (status, Jsonb(stats), None if status == "finished" else reason, crawl_id),
             )
         logger.info("crawl %s %s", crawl_id, status)
+
+
+class GcTuning:
+    """Freeze the start-up heap and collect young objects less often during the crawl.
+
+    A crawl process holds a large, long-lived heap (Scrapy, Twisted, lxml, Celery, psycopg,
+    the scheduler's queue), and CPython's cyclic GC rescans it: measured on the local house
+    at 1000 lots, 25% of the crawl process's CPU (1.96 s of 7.7 s) was garbage collection.
+    Objects alive when the spider opens are moved out of the collector's sight
+    (`gc.freeze`), and the first-generation threshold is raised so short-lived per-request
+    objects die before they are scanned. Memory is still reclaimed (reference counting,
+    and cycles by the collector, only less often). ARTWATCH_GC_THRESHOLD = 0 turns it off.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.threshold = crawler.settings.getint("ARTWATCH_GC_THRESHOLD", 50_000)
+        if self.threshold > 0:
+            crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> GcTuning:
+        return cls(crawler)
+
+    def spider_opened(self, spider: Any) -> None:
+        gc.freeze()  # no full collection first: it would cost ~0.4 s of the crawl
+        _, gen1, gen2 = gc.get_threshold()
+        gc.set_threshold(self.threshold, gen1, gen2)

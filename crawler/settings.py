@@ -71,7 +71,9 @@ ITEM_PIPELINES = {
 
 EXTENSIONS = {
     "crawler.extensions.CrawlRecorder": 500,
+    "crawler.extensions.GcTuning": 510,
 }
+ARTWATCH_GC_THRESHOLD = 50_000  # gen-0 GC threshold during a crawl (0: Python's default)
 
 # Incremental crawls stop paging once a list page holds this many already-seen lots.
 ARTWATCH_INCREMENTAL_STOP_AFTER = 3

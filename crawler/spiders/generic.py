@@ -103,8 +103,10 @@ class GenericSpider(SourceSpider):
         found: dict[str, Any] = {}
         if not from_card and self.selectors.get("json_ld", True):
             found = {k: v for k, v in structured_product(response.text, response.url).items() if v}
-        for name, value in lot_fields(scope, lot_sel).items():
-            if value is not None and not found.get(name):
+        # Selectors only for what structured data left out (each is a CSS query).
+        missing = {k: v for k, v in lot_sel.items() if k != "photos" and not found.get(k)}
+        for name, value in lot_fields(scope, missing).items():
+            if value is not None:
                 found[name] = value
         url = found.get("url")
         url = response.urljoin(url) if url else response.url

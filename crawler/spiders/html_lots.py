@@ -9,6 +9,11 @@ from crawler.spiders.generic import GenericSpider
 
 class HtmlLotsSpider(GenericSpider):
     name = "html_lots"
+    # Scrapy starts CONCURRENT_ITEMS (default 100) asyncio tasks for EVERY response to work
+    # through its output; a lot page yields one item and a list page only requests, so 100
+    # tasks per response were ~20% of the crawl's CPU (py-spy). Items of different pages
+    # still run in parallel, one set per response.
+    custom_settings = {"CONCURRENT_ITEMS": 8}
     default_selectors = {
         "json_ld": True,
         "list": {

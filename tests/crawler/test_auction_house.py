@@ -84,3 +84,25 @@ def test_catalogue_lots_show_marketplace_photos_of_catalogue_objects(tmp_path) -
         assert body not in originals  # a new marketplace photo, not the museum's own file
     finally:
         house.stop()
+
+
+def test_keep_alive_responses_are_not_held_back(houses) -> None:
+    """Headers and body leave in one write: no ~40 ms Nagle/delayed-ACK stall per response,
+    which capped a politeness-off crawl of the house (its latency, not its CPU)."""
+    import http.client
+    import time
+
+    house = houses("meridian", style="html", lots=10)
+    lot = house.model.public_lots[0]
+    paths = [house.lot_url(lot).removeprefix(house.base_url),
+             house.photo_url(lot.photos[0]).removeprefix(house.base_url)] * 20
+    conn = http.client.HTTPConnection("127.0.0.1", house.port, timeout=10)
+    started = time.monotonic()
+    try:
+        for path in paths:  # one keep-alive connection, one request at a time
+            conn.request("GET", path)
+            response = conn.getresponse()
+            assert response.status == 200 and response.read()
+    finally:
+        conn.close()
+    assert time.monotonic() - started < 1.0  # 40 responses; ~1.6 s with the stall

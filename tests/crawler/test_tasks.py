@@ -66,7 +66,7 @@ def test_worker_runs_crawl_and_submission_tasks(houses) -> None:
         lot = house.model.public_lots[0]
         submission = submit_url(house.lot_url(lot), "web", enqueue=False)
         app.send_task(PROCESS_SUBMISSION, args=[submission.submission_id], queue=queue)
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240  # two crawls in a solo worker, on a loaded machine
         while time.monotonic() < deadline:
             done = rows("SELECT status FROM submissions WHERE id = %s", submission.submission_id)
             crawls = rows("SELECT status, trigger FROM crawls ORDER BY id")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -50,6 +51,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         return  # the house keeps its own log
 
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in one write (below); without TCP_NODELAY a response
+        # that does not fill a segment can still wait for the peer's delayed ACK (~40 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         status, ctype, body, headers = self.server.house.handle(self.path)
         self.send_response(status)
@@ -57,8 +64,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in headers.items():
             self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        # One write for headers + body: two small writes (headers, then body) make Nagle's
+        # algorithm hold the body until the client's delayed ACK, ~40 ms per response.
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(body)
+        self.flush_headers()
 
 
 Response = tuple[int, str, bytes, dict[str, str]]
