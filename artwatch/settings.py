@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     user_agent_contact: str = Field(
         default="https://artwatch.invalid/crawler", description="Contact URL in the User-Agent."
     )
+    chromium_path: Path = Field(
+        default=Path("/usr/bin/chromium"), description="System Chromium for Playwright."
+    )
 
     # Alert delivery; no SMTP host means digests go to the outbox directory.
     smtp_host: str | None = None

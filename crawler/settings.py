@@ -6,6 +6,7 @@ Per-source overrides arrive as `-s` options from `crawler.runner`.
 """
 
 from artwatch import __version__
+from artwatch.browser import chromium_launch_options
 from artwatch.settings import get_settings
 
 _settings = get_settings()
@@ -81,19 +82,7 @@ ARTWATCH_INCREMENTAL_STOP_AFTER = 3
 # Playwright is installed for the JavaScript spider only (see its custom_settings), with the
 # system Chromium; images, fonts and media are never loaded by the browser.
 PLAYWRIGHT_BROWSER_TYPE = "chromium"
-PLAYWRIGHT_LAUNCH_OPTIONS = {
-    "executable_path": "/usr/bin/chromium",
-    "headless": True,
-    "args": [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-    ],
-}
+PLAYWRIGHT_LAUNCH_OPTIONS = chromium_launch_options()
 PLAYWRIGHT_MAX_CONTEXTS = 1
 PLAYWRIGHT_MAX_PAGES_PER_CONTEXT = 4
 PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT = 30_000

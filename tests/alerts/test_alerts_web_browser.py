@@ -12,16 +12,7 @@ import pytest
 from alerts.dispatch import Dispatcher
 from alerts.reviewers import add_reviewer
 from alerts.sample import seed_matches
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from artwatch.browser import chromium_launch_options
 
 
 @pytest.fixture
@@ -29,7 +20,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = p.chromium.launch(**chromium_launch_options())
         try:
             yield browser
         finally:
