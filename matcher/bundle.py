@@ -3,9 +3,10 @@
 `model.safetensors` holds the weights (no pickles, so loading a bundle never runs code);
 `bundle.json` holds everything needed to use them: architecture, input resolution and mean/std,
 the ordered object ids (class i is `objects[i]`), embedding dimension, the temperature fitted
-on validation, the open-set alert thresholds, metrics, the training manifest hash, the
-pretrained source and when it was made. Preprocessing comes from `matcher.preprocess`, the same
-code training used, and each photo is resized from its original.
+on validation, the alert score (`score`, see `matcher.scoring`; absent in older bundles, meaning
+the classifier's probability alone), the open-set alert thresholds on that score, metrics, the
+training manifest hash, the pretrained source and when it was made. Preprocessing comes from
+`matcher.preprocess`, the same code training used, and each photo is resized from its original.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from matcher.model import ArtefactClassifier
 from matcher.preprocess import Preprocess
+from matcher.scoring import CLASSIFIER_ONLY, combine
 
 BUNDLE_JSON = "bundle.json"
 WEIGHTS = "model.safetensors"
@@ -98,6 +100,9 @@ class Bundle:
         self.objects: list[str] = list(info["objects"])
         self.temperature = float(info["temperature"])
         self.thresholds: dict[str, Any] = dict(info.get("thresholds", {}))
+        # How classifier probability and retrieval combine into the alert score; a bundle
+        # written before the combined score has none: the classifier probability alone.
+        self.score: dict[str, Any] = dict(info.get("score") or CLASSIFIER_ONLY)
         self.embedding_dim = int(info["embedding_dim"])
         self.preprocess = Preprocess(
             int(info["resolution"]),
@@ -161,6 +166,10 @@ class Bundle:
         """Temperature-scaled softmax probabilities."""
         x = torch.from_numpy(np.asarray(logits, dtype=np.float32)) / self.temperature
         return torch.softmax(x, dim=1).numpy()
+
+    def alert_scores(self, probs: np.ndarray, retrieval: np.ndarray | None) -> np.ndarray:
+        """(photos x objects) alert score: `matcher.scoring.combine` under this bundle's spec."""
+        return combine(probs, retrieval, self.score)
 
     def predict(
         self, images: Sequence[Image.Image], k: int = 5, with_embeddings: bool = False

@@ -14,6 +14,8 @@ import numpy as np
 import psycopg
 import torch
 
+from matcher.scoring import best_per_object
+
 
 @dataclass(frozen=True)
 class RetrievalHit:
@@ -31,6 +33,7 @@ class CatalogueIndex:
         self.matrix = matrix  # (N, d) float32, L2-normalised
         self.object_ids = object_ids  # (N,) objects.id per row
         self.image_ids = image_ids  # (N,) images.id per row
+        self._columns: tuple[tuple, np.ndarray] | None = None  # per_object's row -> column
 
     def __len__(self) -> int:
         return int(self.matrix.shape[0])
@@ -78,3 +81,29 @@ class CatalogueIndex:
                         break
             out.append(list(hits.values()))
         return out
+
+    def per_object(self, queries: np.ndarray, objects: list[int | None]) -> np.ndarray:
+        """(queries x len(objects)) best cosine to any indexed photo of each object.
+
+        `objects` are objects.id in the caller's order (a bundle's classes; None for a class
+        that left the catalogue); an object without an indexed photo gets 0.
+        """
+        if len(self) == 0 or len(queries) == 0:
+            return np.zeros((len(queries), len(objects)), np.float32)
+        key = tuple(objects)
+        if self._columns is None or self._columns[0] != key:
+            column = {o: i for i, o in enumerate(objects) if o is not None}
+            rows = np.array([column.get(int(o), -1) for o in self.object_ids], np.int64)
+            self._columns = (key, rows)
+        ref_objects = self._columns[1]
+        q = torch.from_numpy(np.array(queries, dtype=np.float32)).to(self.matrix.device)
+        return best_per_object(q @ self.matrix.T, ref_objects, len(objects))
+
+    def best_photo(self, query: np.ndarray, object_id: int) -> int | None:
+        """images.id of the object's indexed photo most similar to one query embedding."""
+        rows = np.flatnonzero(self.object_ids == object_id)
+        if len(rows) == 0:
+            return None
+        q = torch.from_numpy(np.array(query, dtype=np.float32)).to(self.matrix.device)
+        sims = self.matrix[torch.from_numpy(rows).to(self.matrix.device)] @ q
+        return int(self.image_ids[rows[int(torch.argmax(sims))]])

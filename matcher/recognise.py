@@ -5,12 +5,14 @@ probability over the bundle's objects, and cosine similarity of the photo's embe
 every catalogued photo (best per object), which also reaches objects added after training.
 A perceptual-hash hit (the listing reuses a museum photo) is evidence on its own.
 
-Per listing, an object's score is its best photo's calibrated probability; the listing is
-suspicious when its best object passes the bundle's threshold for the configured operating
-point (calibrated on the test split by training), and then its top-k objects are written as
-candidate matches for the reviewer. Everything is an upsert keyed as the schema says, so a
-batch that runs twice writes nothing new, and a reviewer's decision on a match is never
-overwritten.
+Per photo and object, the alert score is `matcher.scoring.combine` of the two signals under the
+bundle's `score` spec (the same function training set the thresholds on; classifier probability
+alone for bundles without one). Per listing, an object's score is its best photo's alert score;
+the listing is suspicious when its best object passes the bundle's threshold for the configured
+operating point (calibrated on the test split by training), and then its top-k objects are
+written as candidate matches for the reviewer. Everything is an upsert keyed as the schema
+says, so a batch that runs twice writes nothing new, and a reviewer's decision on a match is
+never overwritten.
 """
 
 from __future__ import annotations
@@ -136,22 +138,28 @@ class Recogniser:
         preds = self.bundle.predict(photos, k=len(self.bundle.objects), with_embeddings=True)
         assert preds.embeddings is not None
         hits = self.index.search(preds.embeddings, k=max(k, 10))
+        retrieval = self.index.per_object(preds.embeddings, self.class_object_ids)
+        scores = self.bundle.alert_scores(preds.probs, retrieval)
         params = []
-        for row, probs, photo_hits in zip(kept, preds.probs, hits, strict=True):
-            retrieval = {h.object_id: h for h in photo_hits}
-            order = np.argsort(-probs, kind="stable")
+        for row, probs, sims, alert, emb, photo_hits in zip(
+                kept, preds.probs, retrieval, scores, preds.embeddings, hits, strict=True):
+            best_photo = {h.object_id: h.image_id for h in photo_hits}
+            order = np.argsort(-alert, kind="stable")
             topk = []
             for cls_idx in order:
                 obj = self.class_object_ids[cls_idx]
                 if obj is None:
                     continue
-                hit = retrieval.get(obj)
+                image = best_photo.get(obj)
+                if image is None:
+                    image = self.index.best_photo(emb, obj)
                 topk.append({
                     "object_id": obj,
                     "accession": self.bundle.objects[cls_idx],
-                    "score": float(probs[cls_idx]),
-                    "retrieval": hit.similarity if hit else None,
-                    "object_image_id": hit.image_id if hit else None,
+                    "score": float(alert[cls_idx]),
+                    "classifier": float(probs[cls_idx]),
+                    "retrieval": float(sims[cls_idx]) if image is not None else None,
+                    "object_image_id": image,
                 })
                 if len(topk) == k:
                     break
@@ -202,7 +210,8 @@ class Recogniser:
                 offer(c["object_id"], True, c["score"], {
                     "image_id": p["image_id"], "method": "classifier",
                     "object_image_id": c["object_image_id"],
-                    "scores": {"classifier": c["score"], "retrieval": c["retrieval"]},
+                    "scores": {"classifier": c.get("classifier", c["score"]),
+                               "retrieval": c["retrieval"], "alert": c["score"]},
                 })
             for c in p["topk"].get("retrieval_only", []):
                 if c["retrieval"] >= self.policy.retrieval_threshold:

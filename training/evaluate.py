@@ -119,4 +119,7 @@ def evaluate_bundles(
         scored, precisions=precisions, budgets=budgets, folds=folds
     )
     result["averaging"] = "mean of members' temperature-scaled probabilities"
+    # Ensembles have no fitted combined score (matcher.scoring): their operating points are on
+    # the mean probability alone, comparable with a bundle's operating_points_classifier_only.
+    result["alert_score"] = "mean calibrated probability (classifier only)"
     return result

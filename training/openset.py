@@ -1,8 +1,9 @@
 """Open-set alert thresholds, with honest (cross-fitted) operating-point figures.
 
 Most listings show objects that are in no catalogue, so whether to alert is a threshold on the
-calibrated top-1 probability. Positives are test photos of catalogued objects (an alert is
-true only when its top-1 object is the right one); negatives are photos of held-out objects
+photo's best alert score (`matcher.scoring`: the calibrated classifier probability combined with
+retrieval similarity, the bundle's `score`). Positives are test photos of catalogued objects (an
+alert is true only when its top-1 object is the right one); negatives are photos of held-out objects
 the model never saw. A threshold is set for a target precision (0.90 / 0.95 / 0.99) or for an
 alert budget (false alerts per 1,000 listings without a catalogued object). Its recall and
 false-alert rate are measured by cross-fitting: thresholds fitted on k-1 folds (grouped by
@@ -140,7 +141,12 @@ def build_scored(
     neg_probs: np.ndarray,
     neg_groups: Sequence[str],
 ) -> Scored:
-    """Scores = calibrated top-1 probability of positives (test) and negatives (held out)."""
+    """Scores = best per-object alert score of positives (test) and negatives (held out).
+
+    `pos_probs` / `neg_probs` are (photos x objects) alert scores (`matcher.scoring.combine`;
+    calibrated probabilities for the classifier-only score); a positive is right when its
+    best-scoring object is its own.
+    """
     pos_kind = (pos_probs.argmax(1) == pos_labels).astype(int) if len(pos_labels) else np.zeros(0)
     scores = np.concatenate(
         [

@@ -22,6 +22,7 @@ import torch
 from matcher.bundle import BUNDLE_JSON, save_bundle
 from matcher.model import backbone_config, build_model
 from matcher.preprocess import Preprocess
+from matcher.scoring import best_per_object, combine, describe, fit_product
 from training.calibration import fit_temperature, nll, reliability, softmax
 from training.catalogue import Catalogue, Photo
 from training.data import PixelCache, get_augment
@@ -130,18 +131,39 @@ def evaluate_outputs(
         "test_nll_after": nll(ev.logits["test"], y, temperature),
     }
     hold = ev.photos.get("holdout", [])
+    hold_probs = (
+        softmax(ev.logits["holdout"], temperature) if len(hold) else np.zeros((0, n), np.float32)
+    )
+    retrieval = {
+        name: retrieval_scores(ev.embeddings[name], ev.embeddings["train"], ev.labels["train"], n)
+        for name in ("val", "test", "holdout")
+        if name in ev.embeddings
+    }
+    # The combined score is fitted on validation only; thresholds are then set on it (test).
+    spec = fit_product(softmax(val_logits, temperature), retrieval["val"], val_y)
+    out["score"] = spec
+    pos_groups = [p.object_id for p in test]
+    neg_groups = [p.object_id for p in hold]
     scored = build_scored(
-        probs,
+        combine(probs, retrieval["test"], spec),
         y,
-        [p.object_id for p in test],
-        softmax(ev.logits["holdout"], temperature) if len(hold) else np.zeros((0, n), np.float32),
-        [p.object_id for p in hold],
+        pos_groups,
+        combine(hold_probs, retrieval.get("holdout", np.zeros_like(hold_probs)), spec),
+        neg_groups,
     )
     out["operating_points"] = operating_points(
         scored, precisions=precisions, budgets=budgets, folds=folds, seed=seed
     )
+    # The classifier-only score under the same protocol, for comparison in the report.
+    out["operating_points_classifier_only"] = operating_points(
+        build_scored(probs, y, pos_groups, hold_probs, neg_groups),
+        precisions=precisions,
+        budgets=budgets,
+        folds=folds,
+        seed=seed,
+    )
     out["open_set"] = {
-        "score": "calibrated top-1 probability",
+        "score": describe(spec),
         "positives": int(len(y)),
         "negatives": len(hold),
         "negative_objects": len({p.object_id for p in hold}),
@@ -149,8 +171,18 @@ def evaluate_outputs(
     return out
 
 
-def thresholds_from(points: list[dict]) -> dict:
-    out: dict = {"score": "calibrated top-1 probability", "default": "precision_0.95"}
+def retrieval_scores(
+    queries: np.ndarray, references: np.ndarray, ref_labels: np.ndarray, n_objects: int
+) -> np.ndarray:
+    """(queries x objects) best cosine to each object's reference (training) photos."""
+    if len(queries) == 0 or len(references) == 0:
+        return np.zeros((len(queries), n_objects), np.float32)
+    return best_per_object(queries @ references.T, ref_labels, n_objects)
+
+
+def thresholds_from(points: list[dict], spec: dict | None = None) -> dict:
+    """Thresholds on the alert score (`spec`, see matcher.scoring), keyed by operating point."""
+    out: dict = {"score": describe(spec), "default": "precision_0.95"}
     for p in points:
         key = (
             f"precision_{p['value']:.2f}"
@@ -258,7 +290,8 @@ def train_bundle(
         "collections": [collections[o] for o in objects],
         "embedding_dim": model.embedding_dim,
         "temperature": temperature,
-        "thresholds": thresholds_from(metrics["operating_points"]),
+        "score": metrics["score"],
+        "thresholds": thresholds_from(metrics["operating_points"], metrics["score"]),
         "metrics": {
             k: {
                 m: metrics[k][m]

@@ -190,3 +190,55 @@ def test_worker_matches_reused_photo_and_ignores_unknown_object(
         "SELECT count(*) AS n FROM embeddings WHERE image_id = ANY(%s)",
         (suspect_ids + innocent_ids,)).fetchone()["n"]
     assert stored == 2  # listing embeddings kept for retro-hunts
+
+
+def test_recogniser_decides_on_the_bundles_combined_score(
+        conn: psycopg.Connection, world) -> None:
+    """A bundle with a `score` spec: stored scores are `matcher.scoring.combine` of the stored
+    classifier probability and retrieval, topk is ordered by it, and the threshold applies to it.
+    """
+    from matcher.bundle import Bundle
+    from matcher.recognise import MatchPolicy, Recogniser
+    from matcher.scoring import combine
+
+    path = conn.execute("SELECT path FROM bundles WHERE id = %s",
+                        (world["bundle_id"],)).fetchone()["path"]
+    bundle = Bundle.load(path)
+    spec = {"kind": "product", "w": 9.0, "b": -6.0}
+    bundle.score = spec
+    index = CatalogueIndex.load(conn, world["bundle_id"])
+    accessions = {a: obj for a, (obj, _) in world["objects"].items()}
+    rec = Recogniser(bundle, world["bundle_id"], index, accessions,
+                     np.zeros((0, 3), np.uint64), world["store"], MatchPolicy(top_k=3))
+    cat_photo = world["store"].path_for(
+        conn.execute("SELECT sha256 FROM images WHERE id = %s",
+                     (world["objects"]["CER.1"][1][0],)).fetchone()["sha256"]).read_bytes()
+    resaved = _jpeg(Image.open(io.BytesIO(cat_photo)).resize((90, 90)), 75)
+    listing, ids = _listing(conn, world, "lot-combined", [resaved])
+    assert rec.recognise_photos(conn, ids) == 1
+    pred = conn.execute("SELECT topk, best_score FROM predictions WHERE image_id = %s",
+                        (ids[0],)).fetchone()
+    top = pred["topk"]["classifier"]
+    assert len(top) == 3  # every object, so the full score can be recomputed
+    column = {a: i for i, a in enumerate(bundle.objects)}
+    p = np.zeros((1, 3))
+    r = np.zeros((1, 3))
+    for c in top:
+        p[0, column[c["accession"]]] = c["classifier"]
+        r[0, column[c["accession"]]] = c["retrieval"]
+    expected = combine(p, r, spec)[0]
+    for c in top:
+        assert c["score"] == pytest.approx(expected[column[c["accession"]]], abs=1e-5)
+        assert c["score"] != pytest.approx(c["classifier"])
+    assert [c["score"] for c in top] == sorted((c["score"] for c in top), reverse=True)
+    assert pred["best_score"] == pytest.approx(top[0]["score"])
+    by_accession = {c["accession"]: c for c in top}
+    assert by_accession["CER.1"]["retrieval"] > 0.9  # a re-save of one of its photos
+
+    rec.threshold = top[0]["score"] + 1e-4  # just above the best combined score: no alert
+    assert rec.score_listing(conn, listing) == []
+    rec.threshold = top[0]["score"] - 1e-4  # just below: the listing alerts on it
+    written = rec.score_listing(conn, listing)
+    assert written and written[0]["object_id"] == world["objects"][top[0]["accession"]][0]
+    assert written[0]["score"] == pytest.approx(top[0]["score"])
+    assert written[0]["evidence"]["scores"]["alert"] == pytest.approx(top[0]["score"])
