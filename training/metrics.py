@@ -15,6 +15,11 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 TOP_KS = (1, 3, 5, 10)
 PPO_BUCKETS = ("3", "4", "5", "6", "7", "8", "9", "10+")
+# The headline figures a bundle carries and its report tabulates (averages named).
+SUMMARY_METRICS = (
+    "top1", "top3", "top5", "top10",
+    "precision_macro", "recall_macro", "f1_macro", "f1_weighted",
+)
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:

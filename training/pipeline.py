@@ -26,7 +26,7 @@ from matcher.scoring import best_per_object, combine, describe, fit_product
 from training.calibration import fit_temperature, nll, reliability, softmax
 from training.catalogue import Catalogue, Photo
 from training.data import PixelCache, get_augment
-from training.metrics import classification_report, knn_scores
+from training.metrics import SUMMARY_METRICS, classification_report, knn_scores
 from training.openset import build_scored, operating_points
 from training.report import (
     plot_curves,
@@ -293,19 +293,7 @@ def train_bundle(
         "score": metrics["score"],
         "thresholds": thresholds_from(metrics["operating_points"], metrics["score"]),
         "metrics": {
-            k: {
-                m: metrics[k][m]
-                for m in (
-                    "top1",
-                    "top3",
-                    "top5",
-                    "top10",
-                    "precision_macro",
-                    "recall_macro",
-                    "f1_macro",
-                    "f1_weighted",
-                )
-            }
+            k: {m: metrics[k][m] for m in SUMMARY_METRICS}
             for k in ("classifier", "knn")
         },
         "calibration": {

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from matcher.model import ArtefactClassifier  # noqa: E402
 from matcher.preprocess import Preprocess  # noqa: E402
 from training.catalogue import Photo  # noqa: E402
-from training.metrics import PPO_BUCKETS  # noqa: E402
+from training.metrics import PPO_BUCKETS, SUMMARY_METRICS  # noqa: E402
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
@@ -169,23 +169,7 @@ def write_markdown(info: dict, metrics: dict, path: Path) -> None:
     for key in ("classifier", "knn"):
         m = metrics.get(key)
         if m:
-            lines.append(
-                f"| {key} | "
-                + " | ".join(
-                    _fmt(m[k])
-                    for k in (
-                        "top1",
-                        "top3",
-                        "top5",
-                        "top10",
-                        "precision_macro",
-                        "recall_macro",
-                        "f1_macro",
-                        "f1_weighted",
-                    )
-                )
-                + " |"
-            )
+            lines.append(f"| {key} | " + " | ".join(_fmt(m[k]) for k in SUMMARY_METRICS) + " |")
     lines += [
         "",
         "Precision/recall/F1: scikit-learn, average named, over objects in the test "
