@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 import redis
+from dbreset import truncate_all
 
 ADMIN_URL = os.environ.get("ARTWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_BASE = os.environ.get("ARTWATCH_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -63,15 +64,7 @@ def db_url() -> str:
 @pytest.fixture
 def clean_db(db_url: str) -> Iterator[str]:
     """An emptied schema (all rows gone, ids restarted) for tests that count rows."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'schema_migrations'"
-            )
-        ]
-        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    truncate_all(db_url)
     yield db_url
 
 

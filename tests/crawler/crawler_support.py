@@ -7,24 +7,10 @@ import json
 import os
 from typing import Any
 
-import psycopg
 import redis
 
 SPIDERS = {"html": "html_lots", "api": "api_lots", "js": "js_lots"}
 FAST = {"politeness": {"download_delay": 0, "autothrottle": False, "concurrency": 8}}
-
-
-def truncate_all(db_url: str) -> None:
-    """Empty every table (module-scoped crawls need a clean start, like `clean_db`)."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'schema_migrations'"
-            )
-        ]
-        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
 
 def register(house: Any, name: str | None = None, spider: str | None = None,

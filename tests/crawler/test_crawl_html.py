@@ -13,7 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from crawler_support import count, drop_queued, queued, register, rows, truncate_all
+from crawler_support import count, drop_queued, queued, register, rows
+from dbreset import truncate_all
 
 from artwatch.demo.auction_house import AuctionHouse, HouseConfig, is_good_photo
 from artwatch.queue import MATCH_IMAGES

@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import psutil
 import pytest
-from crawler_support import register, rows, truncate_all
+from crawler_support import register, rows
+from dbreset import truncate_all
 
 from artwatch.demo.auction_house import AuctionHouse
 from crawler.runner import run_crawl

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from crawler_support import drop_queued, queued, register, rows, truncate_all
+from crawler_support import drop_queued, queued, register, rows
+from dbreset import truncate_all
 from typer.testing import CliRunner
 
 from artwatch.db import connect

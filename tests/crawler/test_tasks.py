@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from crawler_support import drop_queued, register, rows, truncate_all
+from crawler_support import drop_queued, register, rows
+from dbreset import truncate_all
 
 from artwatch.db import connect
 from artwatch.queue import CRAWL_SOURCE, MATCH_IMAGES, PROCESS_SUBMISSION, SCHEDULE_CRAWLS, app
