@@ -13,8 +13,11 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from artwatch.catalogue.stats import BINS, bin_for
+
 TOP_KS = (1, 3, 5, 10)
-PPO_BUCKETS = ("3", "4", "5", "6", "7", "8", "9", "10+")
+# The paper's photos-per-object bins (Fig. 4), the same ones `artwatch catalogue stats` shows.
+PPO_BUCKETS = tuple(b for b in BINS if b != "<3")
 # The headline figures a bundle carries and its report tabulates (averages named).
 SUMMARY_METRICS = (
     "top1", "top3", "top5", "top10",
@@ -42,10 +45,6 @@ def prf(labels: np.ndarray, predicted: np.ndarray, classes: Sequence[int]) -> di
         out[f"recall_{average}"] = float(r)
         out[f"f1_{average}"] = float(f)
     return out
-
-
-def ppo_bucket(n: int) -> str:
-    return "10+" if n >= 10 else str(n)
 
 
 def most_confused(
@@ -87,7 +86,7 @@ def classification_report(
         out["per_collection"] = per
     if photos_per_object is not None:
         buckets: dict[str, dict] = {}
-        ppo = [ppo_bucket(n) for n in photos_per_object]
+        ppo = [bin_for(n) for n in photos_per_object]
         for name in PPO_BUCKETS:
             mask = np.array([b == name for b in ppo])
             if mask.any():
