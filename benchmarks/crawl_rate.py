@@ -146,9 +146,8 @@ def crawl(
     for key in house.model.photo_keys():  # photos made before timing: we measure the crawler
         house.photos.get(key, None)
     house.start()
-    spider = {"html": "html_lots", "js": "js_lots"}[style]
     with connect(autocommit=True) as conn:
-        add_source(conn, name, spider, [house.start_url], allow_private=True)
+        add_source(conn, name, house.config.spider, [house.start_url], allow_private=True)
     memory = TreeMemory()
 
     def started(process: Any) -> None:

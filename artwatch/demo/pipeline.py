@@ -25,7 +25,6 @@ from rich.table import Table
 from artwatch.settings import Settings
 
 DEMO_REVIEWER = "reviewer@artwatch.invalid"
-SPIDERS = {"html": "html_lots", "api": "api_lots", "js": "js_lots"}
 FAST_POLITENESS = {"politeness": {"download_delay": 0, "autothrottle": False, "concurrency": 8}}
 
 
@@ -112,7 +111,7 @@ class Demo:
         houses = start_houses(default_configs(seed=self.options.seed, lots=self.options.lots),
                               self.catalogue_dir)
         for house in houses.values():
-            artwatch("sources", "add", house.config.name, SPIDERS[house.config.style],
+            artwatch("sources", "add", house.config.name, house.config.spider,
                      house.start_url, "--allow-private",
                      "--settings", json.dumps(FAST_POLITENESS))
             self.console.print(f"{house.config.name:12s} {house.config.style:5s} "

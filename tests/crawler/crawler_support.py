@@ -9,7 +9,6 @@ from typing import Any
 
 import redis
 
-SPIDERS = {"html": "html_lots", "api": "api_lots", "js": "js_lots"}
 FAST = {"politeness": {"download_delay": 0, "autothrottle": False, "concurrency": 8}}
 
 
@@ -21,7 +20,7 @@ def register(house: Any, name: str | None = None, spider: str | None = None,
 
     with connect(autocommit=True) as conn:
         return add_source(
-            conn, name or house.config.name, spider or SPIDERS[house.config.style],
+            conn, name or house.config.name, spider or house.config.spider,
             [house.start_url], allow_private=True,
             settings={**FAST, **(settings or {})}, **kwargs,
         )

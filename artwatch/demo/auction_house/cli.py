@@ -27,7 +27,6 @@ def serve(
     for config in configs:
         config.rate_limit = rate_limit or None
     houses = start_houses(configs, catalogue)
-    spiders = {"html": "html_lots", "api": "api_lots", "js": "js_lots"}
     for house in houses.values():
         typer.echo(f"{house.config.name:12s} {house.config.style:4s} {house.start_url}")
     if register:
@@ -36,7 +35,7 @@ def serve(
 
         with connect(autocommit=True) as conn:
             for house in houses.values():
-                add_source(conn, house.config.name, spiders[house.config.style],
+                add_source(conn, house.config.name, house.config.spider,
                            [house.start_url], allow_private=True)
         typer.echo("registered as sources")
     try:

@@ -13,7 +13,9 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-STYLES = ("html", "api", "js")
+# Each style and the crawler spider that reads it (the spiders live in crawler/spiders/).
+SPIDER_FOR_STYLE = {"html": "html_lots", "api": "api_lots", "js": "js_lots"}
+STYLES = tuple(SPIDER_FOR_STYLE)
 
 # Special photo keys served as something other than a good photo.
 DEAD_PHOTO = "dead"  # 404
@@ -80,6 +82,11 @@ class HouseConfig:
             raise ValueError(f"style must be one of {STYLES}, not {self.style!r}")
         if self.lots < 1 or self.per_page < 1 or self.sales < 1:
             raise ValueError("lots, per_page and sales must be positive")
+
+    @property
+    def spider(self) -> str:
+        """The spider that crawls a house of this style."""
+        return SPIDER_FOR_STYLE[self.style]
 
 
 @dataclass
