@@ -51,8 +51,9 @@ from training.catalogue import Catalogue, load_manifest  # noqa: E402
 from training.data import PixelCache  # noqa: E402
 from training.metrics import classification_report, knn_scores  # noqa: E402
 from training.openset import build_scored, counts_at, rates  # noqa: E402
+from training.paper import PAPER_LR  # noqa: E402
 from training.pipeline import TrainRequest, train_bundle  # noqa: E402
-from training.trainer import PAPER_LR, TrainConfig, infer  # noqa: E402
+from training.trainer import TrainConfig, infer  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "coil100"
 

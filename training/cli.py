@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from training.trainer import PAPER_LR, TrainConfig
+from training.paper import PAPER_LR
 
 console = Console(stderr=True)
 app = typer.Typer(help="Train, evaluate and manage model bundles.", no_args_is_help=True)
@@ -86,6 +86,7 @@ def train(
     from artwatch.settings import get_settings
     from matcher.model import PretrainedUnavailable
     from training.pipeline import BundleExists, TrainRequest, train_bundle
+    from training.trainer import TrainConfig
 
     if threads:
         torch.set_num_threads(threads)

@@ -25,8 +25,7 @@ from torch import nn
 from matcher.model import ArtefactClassifier
 from training.catalogue import Photo
 from training.data import Augment, PixelCache, iterate_batches
-
-PAPER_LR = 10**-4.8
+from training.paper import PAPER_LR
 
 
 @dataclass
