@@ -13,7 +13,6 @@ import io
 import warnings
 from dataclasses import dataclass
 
-import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -44,12 +43,34 @@ def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= (1 << 63) else value
 
 
+def _dct_rows(n: int, size: int) -> np.ndarray:
+    """The first `n` rows of the (unnormalised) DCT-II matrix of length `size`."""
+    k = np.arange(n)[:, None]
+    x = np.arange(size)[None, :]
+    return 2.0 * np.cos(np.pi * k * (2 * x + 1) / (2 * size))
+
+
+_PHASH_SIZE, _PHASH_BITS = 32, 8
+_DCT = _dct_rows(_PHASH_BITS, _PHASH_SIZE)
+
+
 def perceptual_hash(image: Image.Image) -> int:
-    """imagehash's pHash of the picture, as a signed 64-bit integer."""
-    bits = imagehash.phash(image).hash.flatten()
-    value = 0
-    for bit in bits:
-        value = (value << 1) | int(bit)
+    """The 64-bit pHash of the picture (as a signed integer, for PostgreSQL's bigint).
+
+    The classic pHash (imagehash's): grey, 32x32 Lanczos, DCT, the 8x8 lowest frequencies
+    against their median. The shrink first box-reduces by an integer factor
+    (`reducing_gap`): a Lanczos straight from a 640-pixel photo to 32 pixels was 70% of
+    the cost of checking a photo, and the hash differs from imagehash's by at most 2 of 64
+    bits (0.35 on average on generated listing photos, 0.17 on COIL-100) - far inside the 6-bit
+    re-use distance, and the same function hashes catalogue and listing photos alike.
+    """
+    grey = image.convert("L").resize(
+        (_PHASH_SIZE, _PHASH_SIZE), Image.Resampling.LANCZOS, reducing_gap=2.0
+    )
+    pixels = np.asarray(grey, dtype=np.float64)
+    low = _DCT @ pixels @ _DCT.T  # == scipy.fftpack.dct(dct(p, axis=0), axis=1)[:8, :8]
+    bits = (low > np.median(low)).flatten()
+    value = int.from_bytes(np.packbits(bits).tobytes(), "big")
     return _signed64(value)
 
 
