@@ -62,21 +62,33 @@ def _first(value: Any) -> Any:
     return value[0] if isinstance(value, list) and value else value
 
 
-def structured_product(html: str, base_url: str) -> dict[str, Any]:
+def structured_product(page: str | Selector, base_url: str) -> dict[str, Any]:
     """The first schema.org Product/Offer (JSON-LD or microdata) flattened to lot fields.
 
-    Broken structured data (invalid JSON-LD, odd microdata) yields {} rather than an error:
-    the CSS selectors still get a chance.
+    `page` is the HTML, or better the response's Selector: extruct then reads the tree
+    parsel already built instead of parsing the page a second time (on the local house,
+    the second parse was ~4% of a crawl's CPU), and microdata is only read when JSON-LD
+    has no Product. Broken structured data (invalid JSON-LD,
+    odd microdata) yields {} rather than an error: the CSS selectors still get a chance.
     """
-    try:
-        data = extruct.extract(
-            html, base_url=base_url, syntaxes=["json-ld", "microdata"], errors="ignore",
-            uniform=True,
-        )
-    except Exception as exc:  # extruct raises on some malformed documents
-        logger.warning("structured data unreadable at %s: %s", base_url, exc)
-        return {}
-    for entry in data.get("json-ld", []) + data.get("microdata", []):
+    document = (page if isinstance(page, Selector) else Selector(text=page or "<html/>")).root
+    for syntax in ("json-ld", "microdata"):  # microdata is read only if JSON-LD has none
+        try:
+            entries = extruct.extract(
+                document, base_url=base_url, syntaxes=[syntax], errors="ignore", uniform=True,
+            ).get(syntax, [])
+        except Exception as exc:  # extruct raises on some malformed documents
+            logger.warning("structured data unreadable at %s: %s", base_url, exc)
+            continue
+        product = _product(entries, base_url)
+        if product:
+            return product
+    return {}
+
+
+def _product(entries: list[dict[str, Any]], base_url: str) -> dict[str, Any]:
+    """The first schema.org Product among extruct's (uniform) entries, as lot fields."""
+    for entry in entries:
         types = entry.get("@type")
         types = types if isinstance(types, list) else [types]
         if "Product" not in types:

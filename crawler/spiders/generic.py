@@ -102,7 +102,8 @@ class GenericSpider(SourceSpider):
         lot_sel = self.selectors["lot"]
         found: dict[str, Any] = {}
         if not from_card and self.selectors.get("json_ld", True):
-            found = {k: v for k, v in structured_product(response.text, response.url).items() if v}
+            product = structured_product(response.selector, response.url)
+            found = {k: v for k, v in product.items() if v}
         # Selectors only for what structured data left out (each is a CSS query).
         missing = {k: v for k, v in lot_sel.items() if k != "photos" and not found.get(k)}
         for name, value in lot_fields(scope, missing).items():

@@ -33,6 +33,20 @@ def test_json_ld_product_offer() -> None:
     assert (found["estimate_low"], found["estimate_high"], found["currency"]) == (100, 200, "EUR")
     assert found["sale_date"] == "2026-12-01" and found["seller"] == "X"
     assert found["photo_urls"] == ["http://h.example/p/1.jpg"]
+    # The spider passes the page's Selector (no second parse): same answer.
+    assert structured_product(Selector(html), "http://h.example/lot/L1") == found
+
+
+def test_microdata_product_from_a_parsed_page() -> None:
+    html = """<html><body><div itemscope itemtype="https://schema.org/Product">
+    <span itemprop="sku">M7</span><h1 itemprop="name">Bronze mirror</h1>
+    <div itemprop="offers" itemscope itemtype="https://schema.org/Offer">
+    <meta itemprop="priceCurrency" content="USD"><span itemprop="price">900</span></div>
+    </div></body></html>"""
+    found = structured_product(Selector(html), "http://h.example/lot/M7")
+    assert (found["external_id"], found["title"]) == ("M7", "Bronze mirror")
+    assert (found["price"], found["currency"]) == ("900", "USD")
+    assert structured_product(html, "http://h.example/lot/M7") == found
 
 
 def test_broken_json_ld_gives_nothing_not_an_error() -> None:
