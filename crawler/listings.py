@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from artwatch.images.records import record_image
+from artwatch.images.records import UPSERT_IMAGES, image_ids, images_params
 
 TRACKED_FIELDS = (
     "url", "title", "description", "price", "currency", "estimate_low", "estimate_high",
@@ -67,85 +67,94 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def upsert_listing(
-    conn: psycopg.Connection,
+async def upsert_listing(
+    conn: psycopg.AsyncConnection,
     source_id: int,
     external_id: str,
     fields: dict[str, Any],
     data: dict[str, Any],
     crawl_id: int | None,
 ) -> tuple[int, bool, list[dict[str, Any]]]:
-    """Insert or update one listing; return (id, created, changes recorded now)."""
-    with conn.transaction():
-        old = conn.execute(
-            "SELECT * FROM listings WHERE source_id = %s AND external_id = %s FOR UPDATE",
-            (source_id, external_id),
-        ).fetchone()
-        if old is None:
-            row = conn.execute(
-                """
-                INSERT INTO listings (source_id, external_id, url, title, description, price,
-                    currency, estimate_low, estimate_high, sale_date, seller, data,
-                    last_crawl_id)
-                VALUES (%(source_id)s, %(external_id)s, %(url)s, %(title)s, %(description)s,
-                    %(price)s, %(currency)s, %(estimate_low)s, %(estimate_high)s,
-                    %(sale_date)s, %(seller)s, %(data)s, %(crawl_id)s)
-                ON CONFLICT (source_id, external_id) DO UPDATE SET last_seen = now()
-                RETURNING id, (xmax = 0) AS created
-                """,
-                {**fields, "source_id": source_id, "external_id": external_id,
-                 "data": Jsonb(data), "crawl_id": crawl_id},
-            ).fetchone()
-            return int(row["id"]), bool(row["created"]), []
-        now = dt.datetime.now(dt.UTC).isoformat()
-        changes = [
-            {"at": now, "field": name, "old": _jsonable(old[name]), "new": _jsonable(value)}
-            for name, value in fields.items()
-            if value is not None and old[name] != value
-        ]
-        assignments = ", ".join(f"{c['field']} = %({c['field']})s" for c in changes)
-        conn.execute(
-            f"""
-            UPDATE listings SET last_seen = now(), last_crawl_id = %(crawl_id)s,
-                data = data || %(data)s, changes = changes || %(changes)s
-                {', ' + assignments if assignments else ''}
-            WHERE id = %(id)s
+    """Insert or update one listing; return (id, created, changes recorded now).
+
+    Runs inside the caller's transaction (the row lock lasts until its commit).
+    """
+    cur = await conn.execute(
+        "SELECT * FROM listings WHERE source_id = %s AND external_id = %s FOR UPDATE",
+        (source_id, external_id),
+    )
+    old = await cur.fetchone()
+    if old is None:
+        cur = await conn.execute(
+            """
+            INSERT INTO listings (source_id, external_id, url, title, description, price,
+                currency, estimate_low, estimate_high, sale_date, seller, data,
+                last_crawl_id)
+            VALUES (%(source_id)s, %(external_id)s, %(url)s, %(title)s, %(description)s,
+                %(price)s, %(currency)s, %(estimate_low)s, %(estimate_high)s,
+                %(sale_date)s, %(seller)s, %(data)s, %(crawl_id)s)
+            ON CONFLICT (source_id, external_id) DO UPDATE SET last_seen = now()
+            RETURNING id, (xmax = 0) AS created
             """,
-            {**fields, "id": old["id"], "crawl_id": crawl_id, "data": Jsonb(data),
-             "changes": Jsonb(changes)},
+            {**fields, "source_id": source_id, "external_id": external_id,
+             "data": Jsonb(data), "crawl_id": crawl_id},
         )
-        return int(old["id"]), False, changes
+        row = await cur.fetchone()
+        return int(row["id"]), bool(row["created"]), []
+    now = dt.datetime.now(dt.UTC).isoformat()
+    changes = [
+        {"at": now, "field": name, "old": _jsonable(old[name]), "new": _jsonable(value)}
+        for name, value in fields.items()
+        if value is not None and old[name] != value
+    ]
+    assignments = ", ".join(f"{c['field']} = %({c['field']})s" for c in changes)
+    await conn.execute(
+        f"""
+        UPDATE listings SET last_seen = now(), last_crawl_id = %(crawl_id)s,
+            data = data || %(data)s, changes = changes || %(changes)s
+            {', ' + assignments if assignments else ''}
+        WHERE id = %(id)s
+        """,
+        {**fields, "id": old["id"], "crawl_id": crawl_id, "data": Jsonb(data),
+         "changes": Jsonb(changes)},
+    )
+    return int(old["id"]), False, changes
 
 
-UPSERT_PHOTO = """
+# One row per (listing, URL); a photo once stored stays stored (evidence is never lost).
+UPSERT_PHOTOS = """
 INSERT INTO listing_images (listing_id, url, position, image_id, status, error)
-VALUES (%(listing_id)s, %(url)s, %(position)s, %(image_id)s, %(status)s, %(error)s)
+SELECT %(listing_id)s, u.url, u.position, u.image_id, u.status, u.error
+  FROM unnest(%(url)s::text[], %(position)s::int[], %(image_id)s::bigint[],
+              %(status)s::text[], %(error)s::text[])
+       AS u(url, position, image_id, status, error)
 ON CONFLICT (listing_id, url) DO UPDATE SET
     last_seen = now(),
     position = EXCLUDED.position,
     image_id = coalesce(EXCLUDED.image_id, listing_images.image_id),
     status = CASE WHEN listing_images.status = 'stored' THEN 'stored' ELSE EXCLUDED.status END,
     error = CASE WHEN EXCLUDED.status = 'stored' THEN NULL ELSE EXCLUDED.error END
-RETURNING id, image_id, status, queued_at
+RETURNING id, url, image_id, status, queued_at
 """
 
 
-def record_photos(
-    conn: psycopg.Connection, listing_id: int, photos: list[dict[str, Any]]
+async def record_photos(
+    conn: psycopg.AsyncConnection, listing_id: int, photos: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Upsert the listing's photo rows; return them as stored (id, image_id, status, queued_at)."""
-    rows = []
-    with conn.transaction():
-        for position, photo in enumerate(photos):
-            row = conn.execute(
-                UPSERT_PHOTO,
-                {"listing_id": listing_id, "url": photo["url"], "position": position,
-                 "image_id": photo.get("image_id"), "status": photo["status"],
-                 "error": photo.get("error")},
-            ).fetchone()
-            rows.append(row if isinstance(row, dict) else dict(
-                zip(("id", "image_id", "status", "queued_at"), row, strict=True)))
-    return rows
+    """Upsert the listing's photo rows (one statement); return them as stored, in order:
+    {id, url, image_id, status, queued_at}. URLs are unique (ValidateItemPipeline)."""
+    if not photos:
+        return []
+    cur = await conn.execute(UPSERT_PHOTOS, {
+        "listing_id": listing_id,
+        "url": [p["url"] for p in photos],
+        "position": list(range(len(photos))),
+        "image_id": [p.get("image_id") for p in photos],
+        "status": [p["status"] for p in photos],
+        "error": [p.get("error") for p in photos],
+    })
+    by_url = {row["url"]: row for row in await cur.fetchall()}
+    return [by_url[p["url"]] for p in photos]
 
 
 @dataclass
@@ -160,8 +169,8 @@ class SavedLot:
     queue_row_ids: list[int]  # their listing_images rows (already marked queued)
 
 
-def save_lot(
-    conn: psycopg.Connection,
+async def save_lot(
+    conn: psycopg.AsyncConnection,
     *,
     source_id: int,
     crawl_id: int | None,
@@ -171,29 +180,38 @@ def save_lot(
 ) -> SavedLot:
     """Listing, photos and their queue marks in ONE transaction (one commit per lot).
 
-    `photos` are the photo pipeline's results: `{url, stored: StoredImage}` or
-    `{url, error}`. Photos are marked queued here, before the caller sends the task, so a
-    crash between commit and send leaves them marked; the caller clears the mark when the
-    send fails.
+    Five statements: the listing (select, then insert or update), all its image rows, all
+    its photo rows, the queue mark. `photos` are the photo pipeline's results:
+    `{url, stored: StoredImage}` or `{url, error}`. Photos are marked queued here, before
+    the caller sends the task, so a crash between commit and send leaves them marked; the
+    caller clears the mark when the send fails.
     """
-    with conn.transaction():
-        listing_id, created, changes = upsert_listing(
+    async with conn.transaction():
+        listing_id, created, changes = await upsert_listing(
             conn, source_id, item["external_id"], normalise(item), item.get("data") or {},
             crawl_id,
         )
+        stored = [photo["stored"] for photo in photos if photo.get("stored") is not None]
+        ids: dict[str, int] = {}
+        if stored:
+            cur = await conn.execute(UPSERT_IMAGES, images_params(stored))
+            ids = image_ids(await cur.fetchall())
         rows_in: list[dict[str, Any]] = []
         for photo in photos:
             if photo.get("stored") is not None:
-                image_id = record_image(conn, photo["stored"])
-                rows_in.append({"url": photo["url"], "status": "stored", "image_id": image_id})
+                rows_in.append({"url": photo["url"], "status": "stored",
+                                "image_id": ids[photo["stored"].sha256]})
             else:
                 rows_in.append({"url": photo["url"], "status": "failed",
                                 "error": str(photo.get("error"))[:500]})
-        rows = record_photos(conn, listing_id, rows_in)
+        rows = await record_photos(conn, listing_id, rows_in)
         pending = [r for r in rows if r["status"] == "stored" and r["image_id"] is not None
                    and (r["queued_at"] is None or force)]
         if pending:
-            mark_queued(conn, [int(r["id"]) for r in pending])
+            await conn.execute(
+                "UPDATE listing_images SET queued_at = now() WHERE id = ANY(%s)",
+                ([int(r["id"]) for r in pending],),
+            )
     for photo, row in zip(rows_in, rows, strict=True):
         photo["image_id"] = row["image_id"]
     return SavedLot(
@@ -206,15 +224,10 @@ def save_lot(
     )
 
 
-def unmark_queued(conn: psycopg.Connection, listing_image_ids: list[int]) -> None:
-    conn.execute(
+async def unmark_queued(conn: psycopg.AsyncConnection, listing_image_ids: list[int]) -> None:
+    """Clear the queue mark of photos whose task could not be sent (a later crawl sends)."""
+    await conn.execute(
         "UPDATE listing_images SET queued_at = NULL WHERE id = ANY(%s)", (listing_image_ids,)
-    )
-
-
-def mark_queued(conn: psycopg.Connection, listing_image_ids: list[int]) -> None:
-    conn.execute(
-        "UPDATE listing_images SET queued_at = now() WHERE id = ANY(%s)", (listing_image_ids,)
     )
 
 

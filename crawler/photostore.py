@@ -1,39 +1,55 @@
-"""Photo checking (decode, perceptual hash, sha256, write) in worker processes.
+"""Photo checking (decode, perceptual hash, sha256, durable write) in worker processes.
 
-Decoding a photo costs about as much CPU as Scrapy spends fetching it, and in threads it
-competes with the crawl for the one interpreter lock. A small pool of worker processes
-(ARTWATCH_PHOTO_PROCESSES, default 1; 0 = threads) lets the crawl use a second core. Workers
-are spawned (not forked from the running reactor), share the crawl's process group (the
-runner's timeout stops them too), and a worker that dies on a hostile photo costs that
-photo (recorded as `decoder_crashed`), not the crawl.
+Checking a photo costs about as much CPU as Scrapy spends fetching it, so it runs beside the
+crawl in ARTWATCH_PHOTO_PROCESSES worker processes (default 1; 0 = in the crawl's threads).
+
+The workers talk to the crawl over their stdin/stdout pipes, read and written by the crawl's
+own asyncio event loop: no helper threads in the crawl process. (The previous
+`ProcessPoolExecutor` moved every photo through two helper threads, and their hand-offs of
+the interpreter lock cost ~190 futex calls and ~2.5 ms of the crawl process's CPU per photo
+on a 2-core machine: strace and the crawl benchmark, see crawler/README.md.)
+
+Each frame is a 4-byte big-endian length and a body: photo bytes to the worker, a pickled
+`StoredImage` or `(reason, detail)` back. A worker answers in order. Workers share the
+crawl's process group (the runner's timeout stops them too) and exit when their stdin
+closes. A worker that dies on a hostile photo costs that photo (recorded as
+`decoder_crashed`); the photos queued behind it go to a fresh worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import multiprocessing
-import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import os
+import pickle
+import struct
+import sys
+from collections import deque
 from pathlib import Path
+from typing import BinaryIO
 
 from artwatch.images import ImageRejected, ImageStore, StoredImage
 
 logger = logging.getLogger(__name__)
 
-_worker_store: ImageStore | None = None
+_HEADER = struct.Struct(">I")
+Answer = StoredImage | tuple[str, str]
 
 
-def _init_worker(root: str, max_bytes: int, max_pixels: int) -> None:
-    global _worker_store
-    _worker_store = ImageStore(Path(root), max_bytes=max_bytes, max_pixels=max_pixels)
-    _warm_up()
+def check_photo(store: ImageStore, data: bytes) -> Answer:
+    """Store `data`; a rejection (or any other failure) comes back as (reason, detail)."""
+    try:
+        return store.put(data)
+    except ImageRejected as exc:
+        return (exc.reason, exc.detail)
+    except Exception as exc:  # a disk or decoder error fails this photo, not the worker
+        return ("store_error", f"{type(exc).__name__}: {exc}")
 
 
-def _warm_up() -> None:
-    """Decode and hash a tiny photo once, so the decoders' lazy imports (the perceptual
-    hash's DCT pulls in scipy, ~0.3 s) happen now, not while the first photos wait."""
+def _warm_up(store: ImageStore) -> None:
+    """Decode and hash a tiny photo once, so the decoders' lazy imports (PIL's plugins and
+    codecs) happen now, not while the first photos wait."""
     import io
 
     from PIL import Image
@@ -43,67 +59,174 @@ def _warm_up() -> None:
     out = io.BytesIO()
     Image.new("RGB", (32, 32), (128, 64, 32)).save(out, "JPEG")
     try:
-        decode_image(out.getvalue(), max_bytes=1 << 20, max_pixels=1 << 20)
+        decode_image(out.getvalue(), max_bytes=store.max_bytes, max_pixels=store.max_pixels)
     except Exception:  # only a warm-up: the real photos report their own problems
         logger.debug("photo decoder warm-up failed", exc_info=True)
 
 
-def _ready() -> bool:
-    return True
+def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
+    data = stream.read(size)
+    return data if data is not None and len(data) == size else None
 
 
-def _put_in_worker(data: bytes) -> StoredImage | tuple[str, str]:
-    """Store in a worker; a rejection comes back as (reason, detail) (picklable)."""
-    assert _worker_store is not None
-    try:
-        return _worker_store.put(data)
-    except ImageRejected as exc:
-        return (exc.reason, exc.detail)
+def serve(root: str, max_bytes: int, max_pixels: int) -> None:
+    """The worker: answer each photo frame on stdin with a result frame on stdout."""
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print() in a library must not corrupt the frames
+    store = ImageStore(Path(root), max_bytes=max_bytes, max_pixels=max_pixels)
+    _warm_up(store)
+    requests = sys.stdin.buffer
+    while True:
+        header = _read_exactly(requests, _HEADER.size)
+        if header is None:
+            return  # the crawl closed our stdin (or died): done
+        data = _read_exactly(requests, _HEADER.unpack(header)[0])
+        if data is None:
+            return
+        body = pickle.dumps(check_photo(store, data), protocol=pickle.HIGHEST_PROTOCOL)
+        replies.write(_HEADER.pack(len(body)) + body)
+        replies.flush()
+
+
+class _Worker:
+    """One worker process and the photos it has been sent, oldest first."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.pending: deque[tuple[bytes, asyncio.Future[Answer]]] = deque()
+        self.reader: asyncio.Task[None] | None = None
 
 
 class PhotoWorkers:
-    """`await workers.put(data)` -> StoredImage, or ImageRejected with the reason."""
+    """`await workers.put(data)` -> StoredImage, or ImageRejected with the reason.
+
+    Worker processes start on `start()` (from inside the running event loop, so their
+    start-up overlaps the first list pages) or on the first photo; `await aclose()` ends
+    them. With `processes=0` photos are checked in the reactor's threads instead.
+    """
 
     def __init__(self, store: ImageStore, processes: int) -> None:
         self.store = store
         self.processes = max(0, processes)
-        self.pool: ProcessPoolExecutor | None = None
-        if self.processes:
-            self._start()
-        else:  # decoders warm up in a thread while the first pages are fetched
-            threading.Thread(target=_warm_up, name="photo-warm-up", daemon=True).start()
+        self._workers: list[_Worker] = []
+        self._starting: asyncio.Future[None] | None = None
+        self._available: asyncio.Event | None = None  # set while a worker is running
+        self._closing = False
 
-    def _start(self) -> None:
-        self.pool = ProcessPoolExecutor(
-            max_workers=self.processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(str(self.store.root), self.store.max_bytes, self.store.max_pixels),
+    @property
+    def pids(self) -> list[int]:
+        return [worker.process.pid for worker in self._workers]
+
+    def start(self) -> None:
+        if self.processes and self._starting is None:
+            self._available = asyncio.Event()
+            self._starting = asyncio.ensure_future(self._spawn_all())
+
+    async def _spawn_all(self) -> None:
+        for _ in range(self.processes):
+            self._add(await self._spawn())
+
+    def _add(self, worker: _Worker) -> None:
+        self._workers.append(worker)
+        assert self._available is not None
+        self._available.set()
+
+    async def _next_worker(self) -> _Worker:
+        """The running worker with the fewest photos queued (waits while one starts)."""
+        self.start()
+        assert self._available is not None
+        while not self._workers:
+            await self._available.wait()
+        return min(self._workers, key=lambda w: len(w.pending))
+
+    async def _spawn(self) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "crawler.photostore",
+            str(self.store.root), str(self.store.max_bytes), str(self.store.max_pixels),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )
-        # Start the worker now (the pool spawns on first use): its imports and warm-up
-        # (~1 s) overlap the first list pages instead of delaying the first photos.
-        self.pool.submit(_ready)
+        worker = _Worker(process)
+        worker.reader = asyncio.ensure_future(self._read_answers(worker))
+        return worker
+
+    async def _read_answers(self, worker: _Worker) -> None:
+        stdout = worker.process.stdout
+        assert stdout is not None
+        try:
+            while True:
+                header = await stdout.readexactly(_HEADER.size)
+                body = await stdout.readexactly(_HEADER.unpack(header)[0])
+                _, future = worker.pending.popleft()
+                if not future.done():
+                    future.set_result(pickle.loads(body))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        if not self._closing:
+            await self._replace(worker)
+
+    async def _replace(self, dead: _Worker) -> None:
+        """A worker died: fail the photo it was on, hand the rest to a fresh worker."""
+        if dead in self._workers:
+            self._workers.remove(dead)
+            if not self._workers:
+                assert self._available is not None
+                self._available.clear()
+        queued = list(dead.pending)
+        dead.pending.clear()
+        if queued:
+            logger.error("a photo worker died; starting a new one")
+            _, culprit = queued.pop(0)
+            if not culprit.done():
+                culprit.set_result(("decoder_crashed", "the photo's decoder process died"))
+        fresh = await self._spawn()
+        self._add(fresh)
+        for data, future in queued:
+            self._send(fresh, data, future)
+
+    def _send(self, worker: _Worker, data: bytes, future: asyncio.Future[Answer]) -> None:
+        worker.pending.append((data, future))
+        stdin = worker.process.stdin
+        assert stdin is not None
+        stdin.write(_HEADER.pack(len(data)) + data)
 
     async def put(self, data: bytes) -> StoredImage:
-        if self.pool is None:
+        if not self.processes:
             # Imported here, not at the top: the worker processes import this module too,
             # and need neither Scrapy nor Twisted (~0.2 s of start-up each).
             from scrapy.utils.defer import maybe_deferred_to_future
             from twisted.internet.threads import deferToThread
 
             return await maybe_deferred_to_future(deferToThread(self.store.put, data))
-        try:
-            result = await asyncio.wrap_future(self.pool.submit(_put_in_worker, data))
-        except BrokenProcessPool:
-            logger.error("a photo worker died; starting a new one")
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self._start()
-            raise ImageRejected("decoder_crashed", "the photo's decoder process died") from None
+        worker = await self._next_worker()
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._send(worker, data, future)
+        stdin = worker.process.stdin
+        assert stdin is not None
+        with contextlib.suppress(ConnectionError):  # a dead worker's reader hands it on
+            await stdin.drain()  # back-pressure: wait while the pipe's buffer is full
+        result = await future
         if isinstance(result, tuple):
             raise ImageRejected(*result)
         return result
 
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+    async def aclose(self) -> None:
+        """Let each worker finish what it was sent, then end it (EOF on its stdin)."""
+        self._closing = True
+        if self._starting is not None:
+            await self._starting
+        for worker in self._workers:
+            if worker.process.stdin is not None:
+                worker.process.stdin.close()
+        for worker in self._workers:
+            try:
+                await asyncio.wait_for(worker.process.wait(), 10)
+            except TimeoutError:
+                worker.process.kill()
+                await worker.process.wait()
+            if worker.reader is not None:
+                await worker.reader
+        self._workers.clear()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

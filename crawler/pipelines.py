@@ -18,8 +18,6 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem, IgnoreRequest
 from scrapy.http import Response
 from scrapy.pipelines.media import MediaPipeline
-from scrapy.utils.defer import maybe_deferred_to_future
-from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
 from artwatch.images import ImageRejected, ImageStore, StoredImage
@@ -95,10 +93,11 @@ class PhotoPipeline(MediaPipeline):
     def open_spider(self, spider: Any = None) -> None:
         super().open_spider()
         self.workers = PhotoWorkers(self.store, self.processes)
+        self.workers.start()  # worker start-up overlaps the first list pages
 
-    def close_spider(self, spider: Any = None) -> None:
+    async def close_spider(self, spider: Any = None) -> None:
         if self.workers is not None:
-            self.workers.close()
+            await self.workers.aclose()
 
     # MediaPipeline interface ----------------------------------------------------------------
 
@@ -164,8 +163,11 @@ class PhotoPipeline(MediaPipeline):
 class ListingPipeline:
     """Record the lot, its photos and their queue marks in one transaction; send new photos.
 
-    The database work runs in a worker thread on a pooled connection, so a commit's wait
-    never stalls the crawl, and several lots commit in parallel.
+    Everything runs on the crawl's event loop: PostgreSQL through psycopg's asyncio pool
+    (a commit's wait never stalls the crawl, and several lots commit at once), and the
+    Celery send right after the commit. No threads: with the database work in reactor
+    threads, their hand-offs of the interpreter lock (~250 futex calls per lot, strace)
+    cost more CPU than the work itself (crawler/README.md).
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -177,45 +179,45 @@ class ListingPipeline:
     def from_crawler(cls, crawler: Crawler) -> ListingPipeline:
         return cls(crawler)
 
-    def open_spider(self) -> None:
-        from artwatch.db import get_pool
+    async def open_spider(self) -> None:
+        from artwatch.db import open_async_pool
         from artwatch.queue import app
 
-        self.pool = get_pool()
+        self.pool = await open_async_pool()
         # Configure Celery now, on a shallow stack, rather than on the first send deep inside
         # the reactor's callbacks (and fail at start when the broker setting is wrong).
         self.broker = app.conf.broker_url
 
-    def _save(self, item: LotItem, force: bool) -> tuple[SavedLot, str | None]:
-        """Commit the lot, then queue its new photos; runs in a reactor worker thread.
+    async def close_spider(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
 
-        Sending from this thread (not the reactor's) keeps Celery's message building and
-        the broker round trip (~15% of the crawl's reactor time, py-spy) off the event
-        loop. Returns the saved lot and the send error, if the send failed (then the
-        photos' queue marks are already cleared, so a later crawl sends them).
+    def _send(self, saved: SavedLot) -> str | None:
+        """Queue the lot's new photos for the matcher; the error, if the send failed.
+
+        No retries: with the broker down each lot would otherwise wait out the retry
+        policy on the event loop. A failed send is counted and its photos unmarked, so a
+        later crawl sends them.
         """
-        spider = _spider(self.crawler)
-        with self.pool.connection() as conn:
-            saved = save_lot(conn, source_id=spider.source.id, crawl_id=spider.crawl_id,
-                             item=item, photos=item.get("photos") or [], force=force)
-        if not saved.queue_image_ids:
-            return saved, None
         from artwatch.queue import app
 
         try:
             app.send_task(MATCH_IMAGES, args=[saved.queue_image_ids],
-                          kwargs={"listing_id": saved.listing_id})
-        except Exception as exc:  # broker down: unmark, so a later crawl sends them
-            with self.pool.connection() as conn:
-                unmark_queued(conn, saved.queue_row_ids)
-            return saved, str(exc)
-        return saved, None
+                          kwargs={"listing_id": saved.listing_id}, retry=False)
+        except Exception as exc:
+            return str(exc) or type(exc).__name__
+        return None
 
     async def process_item(self, item: LotItem) -> LotItem:
         spider = _spider(self.crawler)
-        saved, send_error = await maybe_deferred_to_future(
-            deferToThread(self._save, item, spider.force)
-        )
+        async with self.pool.connection() as conn:
+            saved = await save_lot(conn, source_id=spider.source.id, crawl_id=spider.crawl_id,
+                                   item=item, photos=item.get("photos") or [],
+                                   force=spider.force)
+        send_error = self._send(saved) if saved.queue_image_ids else None
+        if send_error is not None:
+            async with self.pool.connection() as conn:
+                await unmark_queued(conn, saved.queue_row_ids)
         item["listing_id"] = saved.listing_id
         item["listing_new"] = saved.created
         item["photos"] = saved.photos

@@ -51,7 +51,7 @@ ARTWATCH_RETRY_AFTER_TIMES = 5
 # Listing pages need no session, proxy or HTTP auth; each would cost work on every request.
 COOKIES_ENABLED = False
 HTTPPROXY_ENABLED = False
-REACTOR_THREADPOOL_MAXSIZE = 6  # database writes run in these threads
+REACTOR_THREADPOOL_MAXSIZE = 6  # DNS look-ups; photo checks when ARTWATCH_PHOTO_PROCESSES = 0
 ARTWATCH_PHOTO_PROCESSES = 1  # photo decoding processes beside the crawl (0: threads)
 
 DOWNLOADER_MIDDLEWARES = {

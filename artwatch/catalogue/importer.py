@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 
 from artwatch.catalogue.manifest import ManifestError, ManifestRow, read_manifest
 from artwatch.images.decode import ImageRejected
+from artwatch.images.records import record_images
 from artwatch.images.store import ImageStore, StoredImage
 
 __all__ = ["ImportReport", "ManifestError", "import_catalogue"]
@@ -211,22 +212,7 @@ def _insert_photos(
     report: ImportReport,
 ) -> None:
     with conn.transaction():
-        conn.execute(
-            """
-            INSERT INTO images (sha256, format, width, height, size_bytes, phash)
-            SELECT * FROM unnest(%s::char(64)[], %s::text[], %s::int[], %s::int[],
-                                 %s::bigint[], %s::bigint[])
-            ON CONFLICT (sha256) DO NOTHING
-            """,
-            (
-                [s.sha256 for _, s in batch],
-                [s.format for _, s in batch],
-                [s.width for _, s in batch],
-                [s.height for _, s in batch],
-                [s.size_bytes for _, s in batch],
-                [s.phash for _, s in batch],
-            ),
-        )
+        record_images(conn, [s for _, s in batch])
         inserted = conn.execute(
             """
             INSERT INTO object_images (object_id, image_id, source_name, metadata)

@@ -10,7 +10,7 @@ import threading
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from artwatch.settings import Settings, get_settings
 
@@ -50,6 +50,28 @@ def get_pool(url: str | None = None, settings: Settings | None = None) -> Connec
             )
             _pools[url] = pool
         return pool
+
+
+async def open_async_pool(
+    url: str | None = None, settings: Settings | None = None
+) -> AsyncConnectionPool:
+    """An open asyncio pool for a process whose work runs on one event loop (the crawler).
+
+    Not cached: it belongs to the running loop; the caller closes it (`await pool.close()`).
+    Database waits then never block the loop and no threads are involved, whose hand-offs
+    of the interpreter lock were the crawl's largest overhead (crawler/README.md).
+    """
+    settings = settings or get_settings()
+    pool = AsyncConnectionPool(
+        url or database_url(settings),
+        min_size=1,
+        max_size=settings.db_pool_max,
+        kwargs={"row_factory": dict_row},
+        open=False,
+        name="artwatch-async",
+    )
+    await pool.open()
+    return pool
 
 
 def close_pools() -> None:
