@@ -106,3 +106,25 @@ def test_keep_alive_responses_are_not_held_back(houses) -> None:
     finally:
         conn.close()
     assert time.monotonic() - started < 1.0  # 40 responses; ~1.6 s with the stall
+
+
+def test_malformed_requests_get_an_answer_not_a_hang(houses) -> None:
+    """Broken request lines and bodies get 400 and a closed connection; HTTP/1.0 closes."""
+    import socket
+
+    house = houses("meridian", style="html", lots=3)
+
+    def exchange(raw: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", house.port), timeout=5) as sock:
+            sock.sendall(raw)
+            chunks = []
+            while chunk := sock.recv(65536):  # the server closes: recv returns b""
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    assert exchange(b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    bad_length = b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"
+    assert exchange(bad_length).startswith(b"HTTP/1.1 400 ")
+    answer = exchange(b"GET /robots.txt HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"Disallow: /private/\n")
+    assert exchange(b"POST / HTTP/1.1\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 501 ")
