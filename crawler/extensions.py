@@ -20,6 +20,8 @@ from artwatch.db import connect
 
 logger = logging.getLogger(__name__)
 
+CLOSE_DETAIL = "artwatch/close_detail"  # stat a spider sets to explain why it closed
+
 
 def jsonable_stats(stats: dict[str, Any]) -> dict[str, Any]:
     """Scrapy's stats with datetimes and other non-JSON values made JSON-friendly."""
@@ -64,6 +66,8 @@ class CrawlRecorder:
         stats = jsonable_stats(self.crawler.stats.get_stats())
         stats["finish_reason"] = reason
         status = "finished" if reason == "finished" else "failed"
+        detail = stats.get(CLOSE_DETAIL)  # what a spider said when it closed itself
+        error = f"{reason}: {detail}" if detail else reason
         if getattr(spider, "shard_count", 1) > 1:
             # One of several processes of this crawl: file its stats under its shard; the
             # runner merges them and closes the row when every shard has ended.
@@ -79,7 +83,7 @@ class CrawlRecorder:
             conn.execute(
                 "UPDATE crawls SET status = %s, finished_at = now(), stats = %s, "
                 "error = %s WHERE id = %s",
-                (status, Jsonb(stats), None if status == "finished" else reason, crawl_id),
+                (status, Jsonb(stats), None if status == "finished" else error, crawl_id),
             )
         logger.info("crawl %s %s", crawl_id, status)
 

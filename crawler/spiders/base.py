@@ -16,9 +16,12 @@ import zlib
 from typing import Any
 
 import scrapy
+from scrapy.exceptions import CloseSpider
 
+from artwatch.browser import browser_problem
 from artwatch.db import connect
 from crawler import middlewares
+from crawler.extensions import CLOSE_DETAIL
 from crawler.listings import seen_external_ids, seen_urls
 from crawler.sources import Source, get_source
 
@@ -66,6 +69,11 @@ class SourceSpider(scrapy.Spider):
         self._conn: Any = None
 
     @property
+    def uses_browser(self) -> bool:
+        """Whether pages are rendered in Chromium (scrapy-playwright)."""
+        return False
+
+    @property
     def conn(self) -> Any:
         if self._conn is None:
             self._conn = connect(autocommit=True)
@@ -102,6 +110,11 @@ class SourceSpider(scrapy.Spider):
         return True
 
     async def start(self):  # type: ignore[override]
+        if self.uses_browser and (problem := browser_problem()):
+            # One clear failure for the crawl, not a download error on every page.
+            self.logger.error(problem)
+            self.crawler.stats.set_value(CLOSE_DETAIL, problem)
+            raise CloseSpider("browser_unavailable")
         if self.lot_url:
             for request in self.lot_requests(self.lot_url):
                 yield request

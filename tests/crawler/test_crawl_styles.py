@@ -73,6 +73,18 @@ def test_js_house_only_through_chromium(houses) -> None:
     assert not _chromium_children(seen_browser[0])  # nothing left running
 
 
+def test_js_crawl_without_chromium_fails_with_the_setting_named(houses, monkeypatch) -> None:
+    house = houses("gavelscript", style="js", lots=6, per_page=6)
+    register(house)
+    monkeypatch.setenv("ARTWATCH_CHROMIUM_PATH", "/nonexistent/chromium")
+    result = run_crawl("gavelscript", trigger="test", full=True, timeout=120)
+    assert result.status == "failed"
+    assert "browser_unavailable" in result.error and "ARTWATCH_CHROMIUM_PATH" in result.error
+    assert not any(p.startswith("/catalogue") for p in house.log)  # no page was tried
+    crawl = rows("SELECT status, error FROM crawls WHERE id = %s", result.crawl_id)[0]
+    assert crawl["status"] == "failed" and "/nonexistent/chromium" in crawl["error"]
+
+
 def test_js_house_without_browser_finds_nothing(houses) -> None:
     house = houses("gavelscript", style="js", lots=10, per_page=10)
     register(house, name="noscript", spider="generic", settings={"selectors": {
