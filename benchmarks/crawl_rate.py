@@ -44,6 +44,21 @@ POLITENESS_OFF = {
 }
 
 
+def _process_kind(proc: Any) -> str:
+    """crawl (the scrapy process), photo worker, chromium or other, from the command line."""
+    try:
+        line = " ".join(proc.cmdline())
+    except Exception:
+        return "other"
+    if "scrapy" in line:
+        return "crawl"
+    if "crawler.photostore" in line:
+        return "photo worker"
+    if "chrom" in line.lower():
+        return "chromium"
+    return "other"
+
+
 class TreeMemory:
     """Samples the memory of a process and all its descendants; keeps the peak."""
 
@@ -53,6 +68,7 @@ class TreeMemory:
         self.peak_rss = 0
         self.peak_processes = 0
         self.cpu_seconds: dict[int, float] = {}
+        self.kind: dict[int, str] = {}
         self.pids: list[int] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,12 +99,21 @@ class TreeMemory:
                     rss += info.rss
                     times = proc.cpu_times()
                     self.cpu_seconds[proc.pid] = times.user + times.system
+                    if proc.pid not in self.kind:
+                        self.kind[proc.pid] = _process_kind(proc)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
             self.peak_pss = max(self.peak_pss, pss)
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_processes = max(self.peak_processes, len(procs))
             self._stop.wait(self.interval)
+
+    def cpu_by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, seconds in self.cpu_seconds.items():
+            kind = self.kind.get(pid, "other")
+            out[kind] = round(out.get(kind, 0.0) + seconds, 1)
+        return out
 
     def stop(self) -> None:
         self._stop.set()
@@ -181,6 +206,7 @@ def crawl(
         "peak_rss_mb": round(memory.peak_rss / 2**20, 1),
         "peak_processes": memory.peak_processes,
         "crawl_tree_cpu_s": round(sum(memory.cpu_seconds.values()), 1),
+        "cpu_s_by_process": memory.cpu_by_kind(),
         "http_429": int(stats.get("artwatch/http_429", 0)),
     }
 
