@@ -88,6 +88,11 @@ def serve(root: str, max_bytes: int, max_pixels: int) -> None:
         replies.flush()
 
 
+def _resolve(future: asyncio.Future[Answer], answer: Answer) -> None:
+    if not future.done():
+        future.set_result(answer)
+
+
 class _Worker:
     """One worker process and the photos it has been sent, oldest first."""
 
@@ -109,8 +114,7 @@ class PhotoWorkers:
         self.store = store
         self.processes = max(0, processes)
         self._workers: list[_Worker] = []
-        self._starting: asyncio.Future[None] | None = None
-        self._available: asyncio.Event | None = None  # set while a worker is running
+        self._spawning = asyncio.Lock()
         self._closing = False
 
     @property
@@ -118,25 +122,26 @@ class PhotoWorkers:
         return [worker.process.pid for worker in self._workers]
 
     def start(self) -> None:
-        if self.processes and self._starting is None:
-            self._available = asyncio.Event()
-            self._starting = asyncio.ensure_future(self._spawn_all())
+        """Start the workers in the background (call from inside the running loop)."""
+        if self.processes:
+            task = asyncio.ensure_future(self._ensure_workers())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # put() reports
 
-    async def _spawn_all(self) -> None:
-        for _ in range(self.processes):
-            self._add(await self._spawn())
-
-    def _add(self, worker: _Worker) -> None:
-        self._workers.append(worker)
-        assert self._available is not None
-        self._available.set()
+    async def _ensure_workers(self) -> None:
+        async with self._spawning:
+            while len(self._workers) < self.processes:
+                self._workers.append(await self._spawn())
 
     async def _next_worker(self) -> _Worker:
-        """The running worker with the fewest photos queued (waits while one starts)."""
-        self.start()
-        assert self._available is not None
-        while not self._workers:
-            await self._available.wait()
+        """The running worker with the fewest photos queued (starting workers as needed)."""
+        if len(self._workers) < self.processes:
+            try:
+                await self._ensure_workers()
+            except Exception as exc:  # e.g. out of memory: this photo fails, not the crawl
+                if not self._workers:
+                    raise ImageRejected(
+                        "store_error", f"no photo worker could start: {exc}"
+                    ) from exc
         return min(self._workers, key=lambda w: len(w.pending))
 
     async def _spawn(self) -> _Worker:
@@ -157,31 +162,33 @@ class PhotoWorkers:
                 header = await stdout.readexactly(_HEADER.size)
                 body = await stdout.readexactly(_HEADER.unpack(header)[0])
                 _, future = worker.pending.popleft()
-                if not future.done():
-                    future.set_result(pickle.loads(body))
+                _resolve(future, pickle.loads(body))
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            pass  # the worker exited or died
+        except Exception:  # an answer we cannot read: treat the worker as broken
+            logger.exception("unreadable answer from photo worker %s", worker.process.pid)
+            worker.process.kill()
         if not self._closing:
             await self._replace(worker)
 
     async def _replace(self, dead: _Worker) -> None:
-        """A worker died: fail the photo it was on, hand the rest to a fresh worker."""
+        """A worker died: fail the photo it was on, hand the rest to another worker."""
         if dead in self._workers:
             self._workers.remove(dead)
-            if not self._workers:
-                assert self._available is not None
-                self._available.clear()
         queued = list(dead.pending)
         dead.pending.clear()
-        if queued:
-            logger.error("a photo worker died; starting a new one")
-            _, culprit = queued.pop(0)
-            if not culprit.done():
-                culprit.set_result(("decoder_crashed", "the photo's decoder process died"))
-        fresh = await self._spawn()
-        self._add(fresh)
+        if not queued:
+            return  # the next photo starts a new worker
+        logger.error("photo worker %s died; starting a new one", dead.process.pid)
+        _, culprit = queued.pop(0)
+        _resolve(culprit, ("decoder_crashed", "the photo's decoder process died"))
         for data, future in queued:
-            self._send(fresh, data, future)
+            try:
+                worker = await self._next_worker()
+            except ImageRejected as exc:
+                _resolve(future, (exc.reason, exc.detail))
+                continue
+            self._send(worker, data, future)
 
     def _send(self, worker: _Worker, data: bytes, future: asyncio.Future[Answer]) -> None:
         worker.pending.append((data, future))
@@ -212,8 +219,8 @@ class PhotoWorkers:
     async def aclose(self) -> None:
         """Let each worker finish what it was sent, then end it (EOF on its stdin)."""
         self._closing = True
-        if self._starting is not None:
-            await self._starting
+        async with self._spawning:  # a start in progress finishes first
+            pass
         for worker in self._workers:
             if worker.process.stdin is not None:
                 worker.process.stdin.close()
@@ -225,6 +232,8 @@ class PhotoWorkers:
                 await worker.process.wait()
             if worker.reader is not None:
                 await worker.reader
+            for _, future in worker.pending:  # died while closing: nothing is left waiting
+                _resolve(future, ("decoder_crashed", "the photo's decoder process died"))
         self._workers.clear()
 
 

@@ -64,3 +64,20 @@ def test_a_dead_worker_costs_one_photo_and_is_replaced(image_store) -> None:
             await workers.aclose()
 
     asyncio.run(run())
+
+
+def test_no_worker_can_start_fails_the_photo_not_the_crawl(image_store, monkeypatch) -> None:
+    monkeypatch.setattr("crawler.photostore.sys.executable", "/nonexistent/python")
+
+    async def run() -> None:
+        workers = PhotoWorkers(image_store, processes=1)
+        workers.start()
+        try:
+            with pytest.raises(ImageRejected) as err:
+                await workers.put(jpeg())
+            assert err.value.reason == "store_error"
+            assert "no photo worker could start" in err.value.detail
+        finally:
+            await workers.aclose()
+
+    asyncio.run(run())
