@@ -142,16 +142,21 @@ async def record_photos(
     conn: psycopg.AsyncConnection, listing_id: int, photos: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Upsert the listing's photo rows (one statement); return them as stored, in order:
-    {id, url, image_id, status, queued_at}. URLs are unique (ValidateItemPipeline)."""
-    if not photos:
+    {id, url, image_id, status, queued_at}. A URL given twice is written once (its first
+    position): one INSERT may not touch a row twice."""
+    first: dict[str, tuple[int, dict[str, Any]]] = {}
+    for position, photo in enumerate(photos):
+        first.setdefault(photo["url"], (position, photo))
+    if not first:
         return []
+    unique = list(first.values())
     cur = await conn.execute(UPSERT_PHOTOS, {
         "listing_id": listing_id,
-        "url": [p["url"] for p in photos],
-        "position": list(range(len(photos))),
-        "image_id": [p.get("image_id") for p in photos],
-        "status": [p["status"] for p in photos],
-        "error": [p.get("error") for p in photos],
+        "url": [p["url"] for _, p in unique],
+        "position": [position for position, _ in unique],
+        "image_id": [p.get("image_id") for _, p in unique],
+        "status": [p["status"] for _, p in unique],
+        "error": [p.get("error") for _, p in unique],
     })
     by_url = {row["url"]: row for row in await cur.fetchall()}
     return [by_url[p["url"]] for p in photos]
