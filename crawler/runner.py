@@ -131,7 +131,8 @@ def merge_stats(shards: list[dict[str, Any]]) -> dict[str, Any]:
             elif key in _MAX or key.endswith("/max") or key.endswith("max_concurrent"):
                 merged[key] = max(merged.get(key, value), value)
             elif isinstance(value, int | float) and not isinstance(value, bool):
-                merged[key] = merged.get(key, 0) + value
+                prior = merged.get(key)  # None where a shard had no figure (too short a run)
+                merged[key] = value + (prior if isinstance(prior, int | float) else 0)
             else:
                 merged.setdefault(key, value)
     reasons = [s.get("finish_reason") for s in shards]

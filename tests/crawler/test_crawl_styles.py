@@ -155,8 +155,12 @@ def test_crawl_split_over_two_processes(houses) -> None:
     lot_pages = [p for p in house.log if p.startswith("/lot/")]
     assert len(lot_pages) == len(set(lot_pages))  # no lot page fetched twice
     merged = merge_stats([{"item_scraped_count": 2, "elapsed_time_seconds": 3.0,
-                           "finish_reason": "finished", "start_time": "2026-01-01T00:00:01"},
+                           "finish_reason": "finished", "start_time": "2026-01-01T00:00:01",
+                           "responses_per_minute": None, "a/b": 1.5},
                           {"item_scraped_count": 5, "elapsed_time_seconds": 4.0,
-                           "finish_reason": "shutdown", "start_time": "2026-01-01T00:00:00"}])
+                           "finish_reason": "shutdown", "start_time": "2026-01-01T00:00:00",
+                           "responses_per_minute": 30.0, "a/b": None}])
     assert merged["item_scraped_count"] == 7 and merged["elapsed_time_seconds"] == 4.0
+    # A figure one shard left as None (too short a run) does not break the sum.
+    assert merged["responses_per_minute"] == 30.0 and merged["a/b"] == 1.5
     assert merged["finish_reason"] == "shutdown" and merged["start_time"].endswith("00:00")
