@@ -23,7 +23,7 @@ from dbreset import truncate_all
 ADMIN_URL = os.environ.get("ARTWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_BASE = os.environ.get("ARTWATCH_TEST_REDIS", "redis://127.0.0.1:6379")
 TEST_DB = f"artwatch_test_{os.getpid()}_{secrets.token_hex(3)}"
-TEST_REDIS_DB = 1 + secrets.randbelow(15)
+CLAIM_TTL_S = 4 * 3600  # a claim outlives any test run; a killed run frees its db eventually
 DATA_DIR = Path(tempfile.mkdtemp(prefix="artwatch-test-"))
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COIL100 = SHARED / "data" / "coil100"
@@ -33,7 +33,28 @@ def url_for(database: str) -> str:
     return urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{database}"))
 
 
+def claim_redis_db() -> int:
+    """A Redis db (1-15) no other running test session holds, claimed in db 0.
+
+    Test runs in parallel (several checkouts on one machine) must not flush each other's
+    Celery queues; a random pick collided about one run in fifteen.
+    """
+    admin = redis.Redis.from_url(f"{REDIS_BASE}/0")
+    token = f"{os.getpid()}:{TEST_DB}"
+    candidates = list(range(1, 16))
+    secrets.SystemRandom().shuffle(candidates)
+    for number in candidates:
+        if admin.set(f"artwatch-test-claim:{number}", token, nx=True, ex=CLAIM_TTL_S):
+            return number
+    raise RuntimeError("all 15 test Redis dbs are claimed by running test sessions")
+
+
+TEST_REDIS_DB = 0  # set by pytest_configure
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    global TEST_REDIS_DB
+    TEST_REDIS_DB = claim_redis_db()
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{TEST_DB}"')
     os.environ["ARTWATCH_DATABASE_URL"] = url_for(TEST_DB)
@@ -53,6 +74,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
     redis.Redis.from_url(f"{REDIS_BASE}/{TEST_REDIS_DB}").flushdb()
+    redis.Redis.from_url(f"{REDIS_BASE}/0").delete(f"artwatch-test-claim:{TEST_REDIS_DB}")
     shutil.rmtree(DATA_DIR, ignore_errors=True)
 
 
