@@ -14,6 +14,8 @@ from celery import Celery
 
 # Task names are the contract between stages.
 MATCH_IMAGES = "matcher.match_images"
+RETROHUNT = "matcher.retrohunt"  # kwargs: hunt_id
+MATCHER_QUEUE = "matcher"
 CRAWL_SOURCE = "crawler.crawl_source"
 SCHEDULE_CRAWLS = "crawler.schedule_crawls"
 SEND_DIGESTS = "alerts.send_digests"
@@ -40,7 +42,7 @@ def _configure(sender: Celery, **_: Any) -> None:
         broker_connection_retry_on_startup=True,
         task_default_queue="artwatch",
         # GPU work has its own workers: matching messages go to the `matcher` queue.
-        task_routes={MATCH_IMAGES: {"queue": "matcher"}},
+        task_routes={MATCH_IMAGES: {"queue": MATCHER_QUEUE}, RETROHUNT: {"queue": MATCHER_QUEUE}},
         # A late-acked message is redelivered after this long: longer than any crawl.
         broker_transport_options={"visibility_timeout": 6 * 3600},
         timezone="UTC",

@@ -85,10 +85,13 @@ class Settings(BaseSettings):
     match_operating_point: str = Field(
         default="precision_0.95",
         pattern=r"^(precision_0\.\d+|alerts_per_1000_[\d.]+)$",
-        description="Which of the bundle's calibrated thresholds decides an alert.",
+        description="Which of the bundle's calibrated operating points decides an alert "
+        "(the matcher refuses to start when the bundle does not hold it).",
     )
-    match_retrieval_threshold: float = Field(default=0.92, gt=0, le=1)
-    match_phash_distance: int = Field(default=6, ge=0, le=32)
+    match_candidate_floor: float = Field(
+        default=0.01, ge=0.0, le=1.0,
+        description="Listing probability below which a candidate is not shown to reviewers.",
+    )
     matcher_device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
     matcher_batch_size: int = Field(default=64, ge=1, le=4096)
     # Alerts (alerts/): digest schedule, urgent threshold, candidates shown, link lifetime.
@@ -112,6 +115,15 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with one of {', '.join(allowed)}")
         return value
 
+    @field_validator("match_operating_point")
+    @classmethod
+    def _canonical_point(cls, value: str) -> str:
+        """`precision_0.9` and `precision_0.90` name one point: bundles store two decimals."""
+        kind, _, number = value.rpartition("_")
+        if kind == "precision":
+            return f"precision_{float(number):.2f}"
+        return f"{kind}_{float(number):g}"
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -134,6 +146,11 @@ class Settings(BaseSettings):
     @property
     def bundles_dir(self) -> Path:
         return self.data_dir / "bundles"
+
+    @property
+    def local_features_dir(self) -> Path:
+        """Cache of catalogue photos' local features (rebuilt from the image store)."""
+        return self.data_dir / "local-features"
 
     @property
     def services_dir(self) -> Path:

@@ -1,12 +1,15 @@
 """Model bundles: a directory the matcher loads and training writes.
 
 `model.safetensors` holds the weights (no pickles, so loading a bundle never runs code);
-`bundle.json` holds everything needed to use them: architecture, input resolution and mean/std,
-the ordered object ids (class i is `objects[i]`), embedding dimension, the temperature fitted
-on validation, the alert score (`score`, see `matcher.scoring`; absent in older bundles, meaning
-the classifier's probability alone), the open-set alert thresholds on that score, metrics, the
-training manifest hash, the pretrained source and when it was made. Preprocessing comes from
-`matcher.preprocess`, the same code training used, and each photo is resized from its original.
+`bundle.json` holds everything needed to use them: the recipe (`deploy`: frozen backbone +
+learned whitening; `paper`: the paper's finetuned classifier head), architecture, input
+resolution and mean/std, the ordered object ids it was trained on, embedding dimension, the
+calibrated score (`score`, see `matcher.scoring`) and the listing-level thresholds per operating
+point with the false-alert rates they promise, metrics, the training manifest hash, the
+pretrained source and when it was made. `distractors.safetensors` holds the distractor bank's
+embeddings (the background `matcher.evidence` normalises similarities against). Preprocessing
+comes from `matcher.preprocess`, the same code training used; each photo is resized from its
+original.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from safetensors.torch import load_file, save_file
 
 from matcher.model import ArtefactClassifier
 from matcher.preprocess import Preprocess
-from matcher.scoring import CLASSIFIER_ONLY, combine
 
 BUNDLE_JSON = "bundle.json"
 WEIGHTS = "model.safetensors"
+BANK_FILE = "distractors.safetensors"
 FORMAT_VERSION = 1
 REQUIRED = ("architecture", "resolution", "mean", "std", "objects", "embedding_dim", "temperature")
 
@@ -87,6 +90,11 @@ def read_info(path: Path) -> dict[str, Any]:
     return info
 
 
+def has_classifier_head(info: dict[str, Any]) -> bool:
+    """Bundles of the paper recipe (and all written before recipes existed) have the head."""
+    return info.get("head", "paper") == "paper"
+
+
 class Bundle:
     """A loaded model bundle: `predict()` and `embed()` over PIL photos."""
 
@@ -100,9 +108,8 @@ class Bundle:
         self.objects: list[str] = list(info["objects"])
         self.temperature = float(info["temperature"])
         self.thresholds: dict[str, Any] = dict(info.get("thresholds", {}))
-        # How classifier probability and retrieval combine into the alert score; a bundle
-        # written before the combined score has none: the classifier probability alone.
-        self.score: dict[str, Any] = dict(info.get("score") or CLASSIFIER_ONLY)
+        self.score: dict[str, Any] = dict(info.get("score") or {})
+        self.bank = self._load_bank()
         self.embedding_dim = int(info["embedding_dim"])
         self.preprocess = Preprocess(
             int(info["resolution"]),
@@ -118,7 +125,11 @@ class Bundle:
         if not weights.is_file():
             raise BundleError(f"{path}: no {WEIGHTS}")
         try:
-            model = ArtefactClassifier(info["architecture"], len(info["objects"]))
+            model = ArtefactClassifier(
+                info["architecture"],
+                len(info["objects"]) if has_classifier_head(info) else 0,
+                whitening_dim=info.get("whitening_dim"),
+            )
         except RuntimeError as exc:  # timm does not know the architecture
             raise BundleError(f"{path}: cannot build {info['architecture']!r}: {exc}") from None
         try:
@@ -138,6 +149,24 @@ class Bundle:
     @property
     def name(self) -> str:
         return str(self.info.get("name", self.path.name))
+
+    def _load_bank(self) -> np.ndarray:
+        """The distractor bank's embeddings (n x embedding_dim); empty without one."""
+        spec = self.info.get("distractor_bank") or {}
+        file = self.path / str(spec.get("file", BANK_FILE))
+        if not file.is_file():
+            return np.zeros((0, self.embedding_dim), np.float32)
+        try:
+            bank = load_file(str(file))["bank"].float().numpy()
+        except Exception as exc:  # a truncated or foreign file
+            raise BundleError(f"{file}: unreadable distractor bank: {exc}") from None
+        if bank.ndim != 2 or bank.shape[1] != self.embedding_dim:
+            raise BundleError(f"{file}: bank shape {tuple(bank.shape)} does not fit the model")
+        return bank
+
+    @property
+    def has_classifier(self) -> bool:
+        return self.model.head is not None
 
     @torch.no_grad()
     def forward(
@@ -166,10 +195,6 @@ class Bundle:
         """Temperature-scaled softmax probabilities."""
         x = torch.from_numpy(np.asarray(logits, dtype=np.float32)) / self.temperature
         return torch.softmax(x, dim=1).numpy()
-
-    def alert_scores(self, probs: np.ndarray, retrieval: np.ndarray | None) -> np.ndarray:
-        """(photos x objects) alert score: `matcher.scoring.combine` under this bundle's spec."""
-        return combine(probs, retrieval, self.score)
 
     def predict(
         self, images: Sequence[Image.Image], k: int = 5, with_embeddings: bool = False

@@ -1,109 +1,132 @@
-"""Exact nearest-neighbour search over the catalogue's photo embeddings, held in memory.
+"""The catalogue as the matcher searches it: every indexed photo's embedding, in memory.
 
-PostgreSQL stores every catalogue photo's embedding (the source of truth); the matcher loads
-them for its bundle as one L2-normalised matrix, so a batch of listing photos is one matrix
-product against the whole catalogue (a million photos is still one matmul), then a max per
-object. Objects added after training are covered as soon as their photos are indexed.
+PostgreSQL stores every catalogue photo's embedding and distractor background under a bundle
+(the source of truth, written by `artwatch index`); the matcher loads them as one
+L2-normalised matrix (`matcher.evidence.ReferenceSet`), so a batch of listing photos is one
+chunked matrix product against the whole catalogue (a million photos is still one pass).
+Objects added after training are covered as soon as their photos are indexed.
+
+Local features of catalogue photos (for geometric verification) are extracted on first use
+and cached as files beside the image store (`<data dir>/local-features/<sha256>.npz`), since
+only the few candidates of plausible photos are ever verified.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+import logging
+from pathlib import Path
 
 import numpy as np
 import psycopg
 import torch
 
-from matcher.scoring import best_per_object
+from artwatch.files import write_atomic
+from artwatch.images import ImageStore
+from matcher.bundle import Bundle
+from matcher.evidence import ReferenceSet, as_hash_array, backgrounds
+from matcher.verify import MAX_KEYPOINTS, MAX_SIDE, LocalFeatures, extract
+
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RetrievalHit:
-    """The best catalogue photo of one object for one query photo."""
-
-    object_id: int
-    image_id: int
-    similarity: float
+class NotIndexed(RuntimeError):
+    """The active bundle has no indexed catalogue photo: nothing could ever be recognised."""
 
 
 class CatalogueIndex:
     """Catalogue embeddings of one bundle: rows are photos, each belonging to an object."""
 
-    def __init__(self, matrix: torch.Tensor, object_ids: np.ndarray, image_ids: np.ndarray):
-        self.matrix = matrix  # (N, d) float32, L2-normalised
-        self.object_ids = object_ids  # (N,) objects.id per row
+    def __init__(self, refs: ReferenceSet, image_ids: np.ndarray, shas: list[str],
+                 cache_dir: Path | None = None, store: ImageStore | None = None) -> None:
+        self.refs = refs
         self.image_ids = image_ids  # (N,) images.id per row
-        self._columns: tuple[tuple, np.ndarray] | None = None  # per_object's row -> column
+        self.shas = shas
+        self.cache_dir = cache_dir
+        self.store = store
+        self._local: dict[int, LocalFeatures | None] = {}
 
     def __len__(self) -> int:
-        return int(self.matrix.shape[0])
+        return len(self.refs)
+
+    @property
+    def object_ids(self) -> np.ndarray:
+        return self.refs.objects
 
     @classmethod
-    def load(cls, conn: psycopg.Connection, bundle_id: int,
-             device: str | torch.device = "cpu") -> CatalogueIndex:
+    def load(cls, conn: psycopg.Connection, bundle_id: int, bundle: Bundle,
+             device: str | torch.device = "cpu", *, store: ImageStore | None = None,
+             cache_dir: Path | None = None) -> CatalogueIndex:
+        """Every indexed catalogue photo of `bundle_id` (background computed if missing)."""
         rows = conn.execute(
             """
-            SELECT oi.object_id, e.image_id, e.vector
+            SELECT oi.object_id, e.image_id, e.vector, e.background, i.phash, i.sha256
               FROM embeddings e
               JOIN object_images oi ON oi.image_id = e.image_id
+              JOIN images i ON i.id = e.image_id
              WHERE e.bundle_id = %s
              ORDER BY e.image_id
             """,
             (bundle_id,),
         ).fetchall()
-        if not rows:
-            return cls(torch.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, np.int64))
-        matrix = np.stack([np.frombuffer(r["vector"], dtype="<f4") for r in rows])
-        return cls(
-            torch.from_numpy(matrix.copy()).to(device),
-            np.array([r["object_id"] for r in rows], dtype=np.int64),
-            np.array([r["image_id"] for r in rows], dtype=np.int64),
+        dim = bundle.embedding_dim
+        matrix = (np.stack([np.frombuffer(r["vector"], dtype="<f4") for r in rows])
+                  if rows else np.zeros((0, dim), np.float32))
+        if matrix.shape[1] != dim:
+            raise ValueError(f"indexed vectors have {matrix.shape[1]} dims, the bundle {dim}")
+        background = np.array([np.nan if r["background"] is None else r["background"]
+                               for r in rows], np.float32)
+        missing = np.isnan(background)
+        if missing.any():  # indexed before backgrounds were stored: same formula, now
+            background[missing] = backgrounds(matrix[missing], bundle.bank)
+        tensor = torch.from_numpy(matrix.copy()).to(device)
+        refs = ReferenceSet(
+            embeddings=tensor if torch.device(device).type != "cpu" else matrix,
+            objects=np.array([r["object_id"] for r in rows], np.int64),
+            background=background,
+            phash=as_hash_array([r["phash"] for r in rows]),
         )
+        return cls(refs, np.array([r["image_id"] for r in rows], np.int64),
+                   [r["sha256"].strip() for r in rows], cache_dir, store)
 
-    def search(self, queries: np.ndarray, k: int = 10) -> list[list[RetrievalHit]]:
-        """For each query embedding, the k most similar objects (best photo per object)."""
-        if len(self) == 0 or len(queries) == 0:
-            return [[] for _ in range(len(queries))]
-        q = torch.from_numpy(np.array(queries, dtype=np.float32)).to(self.matrix.device)
-        sims = q @ self.matrix.T  # (M, N) cosine similarities
-        # Enough nearest photos to find k distinct objects in all but pathological cases.
-        depth = min(len(self), max(4 * k, 32))
-        values, rows = torch.topk(sims, depth, dim=1)
-        values, rows = values.cpu().numpy(), rows.cpu().numpy()
-        out = []
-        for vals, idx in zip(values, rows, strict=True):
-            hits: dict[int, RetrievalHit] = {}
-            for sim, row in zip(vals, idx, strict=True):
-                obj = int(self.object_ids[row])
-                if obj not in hits:
-                    hits[obj] = RetrievalHit(obj, int(self.image_ids[row]), float(sim))
-                    if len(hits) == k:
-                        break
-            out.append(list(hits.values()))
-        return out
+    def require(self, bundle_name: str) -> None:
+        """NotIndexed when empty, naming the command that fixes it."""
+        if len(self) == 0:
+            raise NotIndexed(
+                f"bundle {bundle_name!r} has no indexed catalogue photo; run `artwatch index`"
+            )
 
-    def per_object(self, queries: np.ndarray, objects: list[int | None]) -> np.ndarray:
-        """(queries x len(objects)) best cosine to any indexed photo of each object.
-
-        `objects` are objects.id in the caller's order (a bundle's classes; None for a class
-        that left the catalogue); an object without an indexed photo gets 0.
-        """
-        if len(self) == 0 or len(queries) == 0:
-            return np.zeros((len(queries), len(objects)), np.float32)
-        key = tuple(objects)
-        if self._columns is None or self._columns[0] != key:
-            column = {o: i for i, o in enumerate(objects) if o is not None}
-            rows = np.array([column.get(int(o), -1) for o in self.object_ids], np.int64)
-            self._columns = (key, rows)
-        ref_objects = self._columns[1]
-        q = torch.from_numpy(np.array(queries, dtype=np.float32)).to(self.matrix.device)
-        return best_per_object(q @ self.matrix.T, ref_objects, len(objects))
+    def local_features(self, row: int) -> LocalFeatures | None:
+        """The catalogue photo's local features (cached on disk), None if unreadable."""
+        if row in self._local:
+            return self._local[row]
+        sha = self.shas[row]
+        path = (self.cache_dir / f"{sha}-{MAX_SIDE}-{MAX_KEYPOINTS}.npz"
+                if self.cache_dir else None)
+        features = None
+        if path is not None and path.is_file():
+            try:
+                with np.load(path) as data:
+                    features = LocalFeatures.from_arrays(dict(data))
+            except (OSError, ValueError, KeyError):
+                features = None  # damaged cache file: extract again
+        if features is None and self.store is not None:
+            try:
+                features = extract(self.store.open_rgb(sha))
+            except (OSError, ValueError) as exc:
+                log.warning("catalogue photo %s unreadable for verification: %s", sha, exc)
+                features = None
+            if features is not None and path is not None:
+                buffer = io.BytesIO()
+                np.savez(buffer, **features.to_arrays())
+                write_atomic(path, buffer.getvalue(), durable=False)
+        self._local[row] = features
+        return features
 
     def best_photo(self, query: np.ndarray, object_id: int) -> int | None:
         """images.id of the object's indexed photo most similar to one query embedding."""
-        rows = np.flatnonzero(self.object_ids == object_id)
+        rows = self.refs.rows_of(object_id)
         if len(rows) == 0:
             return None
-        q = torch.from_numpy(np.array(query, dtype=np.float32)).to(self.matrix.device)
-        sims = self.matrix[torch.from_numpy(rows).to(self.matrix.device)] @ q
-        return int(self.image_ids[rows[int(torch.argmax(sims))]])
+        sims = self.refs.similarities(query, rows)
+        return int(self.image_ids[rows[int(np.argmax(sims))]])

@@ -1,7 +1,8 @@
 """`artwatch index`: embed every catalogue photo under a bundle and store the vectors.
 
 Embeddings are rows keyed by (bundle, image), written with an upsert, so indexing resumes
-where it stopped and a re-run only embeds photos added since.
+where it stopped and a re-run only embeds photos added since. A catalogue photo's row also
+carries its distractor background under the bundle (`matcher.evidence.backgrounds`).
 """
 
 from __future__ import annotations
@@ -13,19 +14,23 @@ import psycopg
 
 from artwatch.images import ImageStore
 from matcher.bundle import Bundle
+from matcher.evidence import backgrounds
 
 UPSERT_EMBEDDINGS = """
-INSERT INTO embeddings (bundle_id, image_id, vector)
-SELECT %s, u.image_id, u.vector FROM unnest(%s::bigint[], %s::bytea[]) AS u(image_id, vector)
-ON CONFLICT (bundle_id, image_id) DO UPDATE SET vector = EXCLUDED.vector
+INSERT INTO embeddings (bundle_id, image_id, vector, background)
+SELECT %s, u.image_id, u.vector, u.background
+  FROM unnest(%s::bigint[], %s::bytea[], %s::real[]) AS u(image_id, vector, background)
+ON CONFLICT (bundle_id, image_id) DO UPDATE
+   SET vector = EXCLUDED.vector, background = EXCLUDED.background
 """
 
 
 def store_embeddings(conn: psycopg.Connection, bundle_id: int, image_ids: Sequence[int],
-                     vectors: np.ndarray) -> None:
-    """Upsert float32 little-endian vectors for `image_ids` under `bundle_id`."""
+                     vectors: np.ndarray, background: Sequence[float] | None = None) -> None:
+    """Upsert float32 little-endian vectors (and catalogue backgrounds) under `bundle_id`."""
     blobs = [np.asarray(v, dtype="<f4").tobytes() for v in vectors]
-    conn.execute(UPSERT_EMBEDDINGS, (bundle_id, list(image_ids), blobs))
+    bg = [None] * len(blobs) if background is None else [float(b) for b in background]
+    conn.execute(UPSERT_EMBEDDINGS, (bundle_id, list(image_ids), blobs, bg))
 
 
 def unindexed_catalogue_photos(conn: psycopg.Connection, bundle_id: int) -> list[dict]:
@@ -59,7 +64,8 @@ def index_catalogue(conn: psycopg.Connection, bundle: Bundle, bundle_id: int,
             except (OSError, ValueError) as exc:
                 problems.append(f"image {row['id']} ({row['sha256'][:12]}): {exc}")
         if images:
-            store_embeddings(conn, bundle_id, ids, bundle.embed(images))
+            vectors = bundle.embed(images)
+            store_embeddings(conn, bundle_id, ids, vectors, backgrounds(vectors, bundle.bank))
             done += len(ids)
         if progress:
             progress(len(chunk))

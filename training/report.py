@@ -251,3 +251,98 @@ def write_markdown(info: dict, metrics: dict, path: Path) -> None:
 
 def write_metrics(metrics: dict, path: Path) -> None:
     path.write_text(json.dumps(metrics, indent=1, default=float, allow_nan=True), encoding="utf-8")
+
+
+# --- the deployment recipe ----------------------------------------------------------------------
+
+
+def plot_deploy_ppo(retrieval: dict, path: Path) -> None:
+    """Out-of-fold top-1 by photos per object: learned vs pretrained kNN, studio and listing."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    for ax, kind in zip(axes, ("studio", "listing"), strict=True):
+        rows = retrieval.get(kind, {}).get("by_photos_per_object", {})
+        keys = [k for k in ("1", "2", "3", "4+") if k in rows]
+        x = np.arange(len(keys))
+        ax.bar(x - 0.2, [rows[k]["baseline_top1"] for k in keys], 0.4, label="pretrained kNN")
+        ax.bar(x + 0.2, [rows[k]["first_candidate_top1"] for k in keys], 0.4,
+               label="artwatch (first candidate)")
+        ax.set_xticks(x, keys), ax.set_xlabel("catalogue photos per object")
+        ax.set_title(f"{kind} photos"), ax.set_ylim(0, 1)
+    axes[0].set_ylabel("top-1 (out of fold)"), axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_promises(points: dict, path: Path) -> None:
+    """Promised false alerts per 1,000 negative listings (with interval) by listing size."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, p in points.items():
+        keys = [b for b, v in p["promise"].items() if v["per_1000"] is not None]
+        mid = [p["promise"][b]["per_1000"] for b in keys]
+        lo = [mid[i] - p["promise"][b]["interval"][0] for i, b in enumerate(keys)]
+        hi = [p["promise"][b]["interval"][1] - mid[i] for i, b in enumerate(keys)]
+        ax.errorbar(keys, mid, yerr=[lo, hi], marker="o", capsize=3, label=name)
+    ax.set_xlabel("distinct photos in the listing"), ax.set_ylabel("false alerts / 1,000")
+    ax.set_yscale("symlog", linthresh=1.0), ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_deploy_report(report: Path, info: dict, metrics: dict, *, plots: bool = True) -> None:
+    """report.md, metrics.json and plots of a deployment-recipe bundle."""
+    report.mkdir(parents=True, exist_ok=True)
+    write_metrics(metrics, report / "metrics.json")
+    retrieval = metrics["retrieval"]
+    lines = [f"# Bundle {info['name']} (recipe: {info['recipe']})", ""]
+    lines += [
+        f"- backbone: {info['architecture']} at {info['resolution']} px, frozen; pretrained: "
+        f"{info['pretrained_source']}; learned whitening to {info['whitening_dim']} dims",
+        f"- objects: {len(info['objects'])}; cross-fitting: "
+        f"{metrics['cross_fitting']['folds']} worlds, "
+        f"{metrics['cross_fitting']['positive_queries']} queries of catalogued objects, "
+        f"{metrics['cross_fitting']['negative_queries']} of uncatalogued ones",
+        "- time: " + ", ".join(f"{k} {v:.0f}s" for k, v in metrics["timings"].items()),
+        "",
+        "## Recognition out of fold, beside the zero-training baseline",
+        "",
+        "Queries are catalogue photos (studio), synthetic listing photos of them (listing) and "
+        "re-used copies (reuse), each scored by a model that never saw it. Baseline: the "
+        "pretrained backbone with no training, cosine kNN over the same references.",
+        "",
+        "| queries | n | baseline top-1 | learned top-1 | first candidate | baseline top-5 | "
+        "learned top-5 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in ("studio", "listing", "reuse", "all"):
+        r = retrieval[kind]
+        lines.append(
+            f"| {kind} | {r['queries']} | {_fmt(r['baseline_top1'])} | "
+            f"{_fmt(r['learned_top1'])} | {_fmt(r['first_candidate_top1'])} | "
+            f"{_fmt(r['baseline_top5'])} | {_fmt(r['learned_top5'])} |"
+        )
+    if retrieval.get("worse_than_pretrained"):
+        lines += ["", f"**Warning: worse than the pretrained baseline on "
+                      f"{', '.join(retrieval['worse_than_pretrained'])} photos.**"]
+    lines += ["", "## Operating points (listing level)", "",
+              "Thresholds per listing size set on simulated listings of out-of-fold photos; "
+              "promised false alerts per 1,000 negative listings, 95% interval of the rate.",
+              "", "| point | size | threshold | promised / 1000 | interval | negatives |",
+              "|---|---|---|---|---|---|"]
+    for name, p in metrics["operating_points"].items():
+        for b, cut in p["buckets"].items():
+            pr = p["promise"][b]
+            lines.append(
+                f"| {name} | {b} | {cut:.4f} | {_fmt(pr['per_1000'])} | "
+                f"{_fmt(pr['interval'][0])}-{_fmt(pr['interval'][1])} | {pr['negatives']} |"
+            )
+        c = p["calibration"]
+        lines.append(f"| {name} | all | | precision {_fmt(c['precision'])}, recall "
+                     f"{_fmt(c['recall'])} | | {c['negatives']} |")
+    lines += ["", "![by photos per object](accuracy_by_photos.png) ![promises](promises.png)",
+              ""]
+    (report / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    if plots:
+        plot_deploy_ppo(retrieval, report / "accuracy_by_photos.png")
+        plot_promises(metrics["operating_points"], report / "promises.png")

@@ -666,6 +666,37 @@ def simulate_listing_photo(
     return simulate_listing(images, rng, masks, output_size, config, others, other_masks).image
 
 
+def reuse_copy(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A dealer re-using a museum photograph: cropped, maybe mirrored, watermarked, re-saved.
+
+    The museum's own photo, not a new one: crop 70-100% of each side, mirror (p 0.3),
+    brightness/contrast tweak, a watermark or caption (p 0.3 each), a web size (360-900 px)
+    and one or two JPEG re-compressions at quality 40-90. What photo-reuse evidence must still
+    recognise (`matcher.scoring`).
+    """
+    img = image.convert("RGB")
+    w, h = img.size
+    cw, ch = int(w * rng.uniform(0.7, 1.0)), int(h * rng.uniform(0.7, 1.0))
+    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    img = img.crop((x0, y0, x0 + cw, y0 + ch))
+    if rng.random() < 0.3:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    img = ImageEnhance.Brightness(img).enhance(rng.uniform(0.85, 1.15))
+    img = ImageEnhance.Contrast(img).enhance(rng.uniform(0.85, 1.15))
+    side = int(rng.integers(360, 901))
+    scale = side / max(img.size)
+    img = img.resize(
+        (max(8, round(img.width * scale)), max(8, round(img.height * scale))), Image.BICUBIC
+    )
+    if rng.random() < 0.3:
+        img = _overlay_text(img, rng, "watermark")
+    if rng.random() < 0.3:
+        img = _overlay_text(img, rng, "caption")
+    for _ in range(int(rng.integers(1, 3))):
+        img = _jpeg(img, int(rng.integers(40, 91)))
+    return img
+
+
 class MarketplaceTransform:
     """torchvision-style augmentation: `transform(pil_image) -> pil_image` as a listing photo.
 

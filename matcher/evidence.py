@@ -1,0 +1,210 @@
+"""Evidence that a photo shows a catalogued object: the same code for calibration and serving.
+
+For a query photo (a listing photo, or an out-of-fold catalogue photo while training) and each
+of its candidate objects, `candidate_evidence` gives one feature row (`FEATURES`):
+
+* `sim`: cosine similarity of the photo's embedding to the object's most similar reference
+  photo (exact nearest neighbours over every indexed photo, so an object added after training
+  is a candidate like any other);
+* `sim_norm`: `sim` minus that reference photo's *background*, its mean similarity to its
+  `BACKGROUND_K` nearest photos in a bank of ordinary listing photos (the distractor
+  background): a plain vase on a white backdrop that resembles many ordinary listings needs
+  more evidence than a one-of-a-kind object (the distractor normalisation of GLDv2-era
+  retrieval, e.g. Weyand et al., "Google Landmarks Dataset v2", CVPR 2020);
+* `margin`: `sim` minus the best `sim` of any other object (the top object's lead, or a lower
+  candidate's deficit);
+* `log_prob`: log of the softmax over retrieved objects' `sim / temperature` (the temperature
+  fitted on out-of-fold photos): a retrieval classifier over every catalogued object;
+* `reuse`: how close the photo's perceptual hash (or its mirror image's) comes to any of the
+  object's catalogue photos, `max(0, 1 - distance / PHASH_NEAR)`; a hash hit is one piece of
+  evidence among the others, never a verdict (museum photos on one backdrop collide);
+* four geometric-verification features for the best `VERIFIED` candidates (`matcher.verify`),
+  zero with `verified = 0` for the others.
+
+`matcher.scoring` turns the rows into calibrated probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from matcher.verify import FEATURE_NAMES as VERIFY_FEATURES
+
+CANDIDATES = 5  # objects per photo that get a calibrated score
+VERIFIED = 3  # of these, the best this many are verified with local features
+PHASH_CANDIDATES = 2  # objects added as candidates by a perceptual-hash hit alone
+PHASH_NEAR = 12  # bits: beyond this a hash says nothing
+BACKGROUND_K = 10
+SEARCH_DEPTH = 256  # nearest reference photos kept per query (enough for CANDIDATES objects)
+CHUNK = 65_536  # reference photos per matrix product (bounds memory for 1M-photo catalogues)
+
+GLOBAL_FEATURES = ("sim", "sim_norm", "margin", "log_prob", "reuse")
+FEATURES = GLOBAL_FEATURES + ("verified",) + VERIFY_FEATURES
+
+
+def _device_of(matrix: torch.Tensor | np.ndarray) -> torch.device:
+    return matrix.device if isinstance(matrix, torch.Tensor) else torch.device("cpu")
+
+
+def nearest(
+    queries: np.ndarray, references: torch.Tensor | np.ndarray, depth: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, reference rows) of the `depth` nearest references per query.
+
+    Exact search: one matrix product per `CHUNK` references, a running top-`depth`.
+    Shapes: queries (n x d), references (m x d), both L2-normalised; outputs (n x depth').
+    """
+    device = _device_of(references)
+    refs = torch.as_tensor(references, dtype=torch.float32, device=device)
+    q = torch.as_tensor(np.asarray(queries, np.float32), device=device)
+    n, m = q.shape[0], refs.shape[0]
+    depth = min(depth, m)
+    if n == 0 or depth == 0:
+        return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+    best_v = torch.full((n, 0), -2.0, device=device)
+    best_i = torch.zeros((n, 0), dtype=torch.long, device=device)
+    for start in range(0, m, CHUNK):
+        sims = q @ refs[start : start + CHUNK].T
+        v, i = torch.topk(sims, min(depth, sims.shape[1]), dim=1)
+        best_v = torch.cat([best_v, v], 1)
+        best_i = torch.cat([best_i, i + start], 1)
+        if best_v.shape[1] > depth:
+            best_v, keep = torch.topk(best_v, depth, dim=1)
+            best_i = torch.gather(best_i, 1, keep)
+    return best_v.cpu().numpy(), best_i.cpu().numpy()
+
+
+def backgrounds(references: np.ndarray, bank: np.ndarray, k: int = BACKGROUND_K) -> np.ndarray:
+    """(m,) mean similarity of each reference photo to its k nearest bank photos (0 if none)."""
+    if len(bank) == 0 or len(references) == 0:
+        return np.zeros(len(references), np.float32)
+    sims, _ = nearest(references, bank, k)
+    return sims.mean(1).astype(np.float32)
+
+
+@dataclass
+class Candidates:
+    """Per query photo, its candidate objects and their feature rows.
+
+    `objects` (n x c) object ids (-1 pads), `ref_rows` (n x c) the best reference photo's row
+    in the index, `features` (n x c x len(FEATURES)). Candidates are sorted by `sim`.
+    """
+
+    objects: np.ndarray
+    ref_rows: np.ndarray
+    features: np.ndarray
+
+    def column(self, name: str) -> np.ndarray:
+        return self.features[..., FEATURES.index(name)]
+
+
+def _phash_distance(hashes: np.ndarray, query: int, mirror: int) -> np.ndarray:
+    q = np.uint64(query & 0xFFFFFFFFFFFFFFFF)
+    m = np.uint64(mirror & 0xFFFFFFFFFFFFFFFF)
+    return np.minimum(np.bitwise_count(hashes ^ q), np.bitwise_count(hashes ^ m))
+
+
+def as_hash_array(values: object) -> np.ndarray:
+    """pHashes (signed 64-bit, as PostgreSQL stores them) as uint64 bit patterns."""
+    return np.asarray(values, dtype=np.int64).astype(np.uint64)
+
+
+@dataclass
+class ReferenceSet:
+    """The photos a query is compared with: the catalogue index, or a fold's references.
+
+    `embeddings` (m x d, L2-normalised; a torch tensor may live on the GPU), `objects` (m,)
+    object ids, `background` (m,) distractor background, `phash` (m,) uint64.
+    """
+
+    embeddings: torch.Tensor | np.ndarray
+    objects: np.ndarray
+    background: np.ndarray
+    phash: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.objects = np.asarray(self.objects, np.int64)
+        order = np.argsort(self.objects, kind="stable")
+        uniq, starts = np.unique(self.objects[order], return_index=True)
+        bounds = np.append(starts, len(order))
+        self._rows = {int(o): order[bounds[i] : bounds[i + 1]] for i, o in enumerate(uniq)}
+
+    def __len__(self) -> int:
+        return int(len(self.objects))
+
+    def rows_of(self, obj: int) -> np.ndarray:
+        """Rows of one object's reference photos (empty for an unknown object)."""
+        return self._rows.get(int(obj), np.zeros(0, np.int64))
+
+    def similarities(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        ref = self.embeddings[rows]
+        if isinstance(ref, torch.Tensor):
+            q = torch.as_tensor(np.asarray(query, np.float32), device=ref.device)
+            return (ref @ q).float().cpu().numpy()
+        return np.asarray(ref, np.float32) @ np.asarray(query, np.float32)
+
+
+def candidate_evidence(
+    queries: np.ndarray,
+    refs: ReferenceSet,
+    query_phash: np.ndarray,
+    query_phash_mirror: np.ndarray,
+    *,
+    temperature: float,
+    candidates: int = CANDIDATES,
+) -> Candidates:
+    """Global evidence (everything but verification) for each query's candidate objects.
+
+    `queries` (n x d) embeddings with their pHashes (n,) and mirror-image pHashes (n,).
+    """
+    n = len(queries)
+    width = candidates + PHASH_CANDIDATES
+    objects = np.full((n, width), -1, np.int64)
+    rows = np.full((n, width), -1, np.int64)
+    feats = np.zeros((n, width, len(FEATURES)), np.float64)
+    if n == 0 or len(refs) == 0:
+        return Candidates(objects, rows, feats)
+    sims, idx = nearest(queries, refs.embeddings, SEARCH_DEPTH)
+    for qi in range(n):
+        best: dict[int, tuple[float, int]] = {}
+        for s, r in zip(sims[qi], idx[qi], strict=True):
+            best.setdefault(int(refs.objects[r]), (float(s), int(r)))
+        ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
+        values = np.array([v for _, (v, _) in ranked])
+        log_norm = np.logaddexp.reduce(values / temperature)
+        chosen = [obj for obj, _ in ranked[:candidates]]
+        dist = _phash_distance(refs.phash, int(query_phash[qi]), int(query_phash_mirror[qi]))
+        near = np.flatnonzero(dist < PHASH_NEAR)
+        for r in near[np.argsort(dist[near], kind="stable")]:
+            obj = int(refs.objects[r])
+            if obj not in chosen and len(chosen) < width:
+                chosen.append(obj)
+        top, second = values[0], (values[1] if len(values) > 1 else 0.0)
+        for ci, obj in enumerate(chosen):
+            own = refs.rows_of(obj)
+            if obj in best:
+                sim, row = best[obj]
+            else:  # a hash-only candidate beyond the search depth: its own best photo
+                own_sims = refs.similarities(queries[qi], own)
+                row, sim = int(own[int(np.argmax(own_sims))]), float(own_sims.max())
+            margin = sim - (second if obj == ranked[0][0] else top)
+            objects[qi, ci] = obj
+            rows[qi, ci] = row
+            feats[qi, ci, : len(GLOBAL_FEATURES)] = (
+                sim,
+                sim - float(refs.background[row]),
+                margin,
+                max(sim / temperature - log_norm, -50.0),
+                max(0.0, 1.0 - int(dist[own].min()) / PHASH_NEAR),
+            )
+    return Candidates(objects, rows, feats)
+
+
+def set_verification(cands: Candidates, qi: int, ci: int, values: np.ndarray) -> None:
+    """Record a candidate's verification features (`matcher.verify.Verification.features()`)."""
+    start = FEATURES.index("verified")
+    cands.features[qi, ci, start] = 1.0
+    cands.features[qi, ci, start + 1 : start + 1 + len(values)] = values

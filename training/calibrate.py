@@ -1,0 +1,316 @@
+"""From out-of-fold evidence rows to a calibrated score and listing-level thresholds.
+
+1. Photo scores (`matcher.scoring`): logistic models of "this photo shows this candidate" on
+   the global evidence and on global + verification evidence. They are cross-fitted over
+   groups of query objects, so every row also gets a probability from a model that never saw
+   its object; the models stored in the bundle are then fitted on all rows.
+2. Listings: out-of-fold query images are grouped into simulated listings of 1-8 photos
+   (photos of one catalogued object as positives; photos of objects the world left out and
+   ordinary-listing distractors as negatives). A first set fits how photos add up (the listing
+   model); a second, independent draw sets and reports the thresholds.
+3. Thresholds: per listing-size bucket, a conformal order statistic of the negative listings'
+   scores (Vovk et al., "Algorithmic Learning in a Random World"; split conformal): with n
+   negative listings and k of them at or above the threshold, a new negative listing from the
+   same distribution alerts with probability (k + 1) / (n + 1) at most on average, and the
+   realised rate of this threshold is Beta(k + 1, n - k) distributed, whose 2.5-97.5%
+   quantiles are the promise's interval. Negative listings are disjoint (each photo in one),
+   so n counts independent draws, not re-uses of a few photos. A precision target is met by
+   the largest false-alert rate whose thresholds keep calibration precision at the target.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import beta
+from sklearn.model_selection import GroupKFold
+
+from matcher.evidence import FEATURES, GLOBAL_FEATURES
+from matcher.scoring import (
+    VERIFY_FLOOR,
+    apply_logistic,
+    bucket_keys,
+    bucket_of,
+    fit_logistic,
+    listing_features,
+    verifiable,
+    verification_targets,
+)
+from training.crossfit import QuerySet
+
+MAX_LISTING = 8
+INTERVAL = (0.025, 0.975)
+
+
+@dataclass
+class PhotoScores:
+    """Fitted photo models and the out-of-fold probabilities of every candidate row."""
+
+    spec: dict  # "global", "verified", "verify_floor"
+    probabilities: np.ndarray  # (queries x candidates), out-of-fold
+    verified: np.ndarray  # (queries x candidates) bool: the gate let verification count
+
+
+def _rows(qs: QuerySet, names: Sequence[str], mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    cols = [FEATURES.index(n) for n in names]
+    x = qs.candidates.features[..., cols][mask]
+    y = (qs.candidates.objects == qs.label[:, None])[mask].astype(np.int64)
+    return x, y
+
+
+def _groups(qs: QuerySet) -> np.ndarray:
+    """Cross-fitting groups: the query's object (every distractor its own group)."""
+    return np.where(qs.label >= 0, qs.label, -1 - np.arange(len(qs.label)))
+
+
+def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERIFY_FLOOR,
+                     use_local: bool = True) -> PhotoScores:
+    """Cross-fitted photo probabilities plus the models fitted on every row."""
+    valid = qs.candidates.objects >= 0
+    verified_col = qs.candidates.features[..., FEATURES.index("verified")] > 0
+    names_v = list(FEATURES)
+    groups = _groups(qs)
+    n_groups = len(np.unique(groups))
+    k = max(2, min(folds, n_groups))
+    p_oof = np.zeros(valid.shape)
+    v_oof = np.zeros(valid.shape, bool)
+    splitter = GroupKFold(n_splits=k)
+    for train, _ in splitter.split(np.zeros(len(groups)), groups=groups):
+        tr = np.zeros(len(groups), bool)
+        tr[train] = True
+        spec = _fit_models(qs, valid & tr[:, None], verified_col & tr[:, None], names_v,
+                           verify_floor, use_local)
+        p, v = _score(spec, qs, np.flatnonzero(~tr))
+        p_oof[~tr] = p
+        v_oof[~tr] = v
+    spec = _fit_models(qs, valid, verified_col, names_v, verify_floor, use_local)
+    return PhotoScores(spec, np.where(valid, p_oof, 0.0), v_oof & valid)
+
+
+def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray, names_v: list[str],
+                verify_floor: float, use_local: bool) -> dict:
+    x, y = _rows(qs, GLOBAL_FEATURES, rows)
+    spec: dict = {"global": fit_logistic(x, y, GLOBAL_FEATURES), "verify_floor": verify_floor}
+    if use_local:
+        # The verified model learns from exactly the rows the matcher would verify.
+        p_global = np.where(qs.candidates.objects >= 0, apply_logistic(
+            spec["global"], qs.candidates.features[..., :len(GLOBAL_FEATURES)]), 0.0)
+        gate = np.zeros(rows.shape, bool)
+        eligible = verifiable(qs.candidates.objects, qs.candidates.features)
+        for qi, ci in verification_targets(spec, qs.candidates.objects, p_global, eligible):
+            gate[qi, ci] = True
+        use = rows & verified_rows & gate
+        xv, yv = _rows(qs, names_v, use)
+        if len(np.unique(yv)) == 2 and yv.sum() >= 5:
+            spec["verified"] = fit_logistic(xv, yv, names_v)
+    return spec
+
+
+def _score(spec: dict, qs: QuerySet, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (and where verification counted) of the queries `index` under `spec`."""
+    feats = qs.candidates.features[index]
+    objects = qs.candidates.objects[index]
+    p = np.where(objects >= 0, apply_logistic(
+        spec["global"], feats[..., [FEATURES.index(n) for n in GLOBAL_FEATURES]]), 0.0)
+    verified = np.zeros(objects.shape, bool)
+    if "verified" in spec:
+        have = feats[..., FEATURES.index("verified")] > 0
+        eligible = verifiable(objects, feats)
+        for qi, ci in verification_targets(spec, objects, p, eligible):
+            verified[qi, ci] = have[qi, ci]
+        cols = [FEATURES.index(n) for n in spec["verified"]["features"]]
+        pv = apply_logistic(spec["verified"], feats[..., cols])
+        p = np.where(verified, pv, p)
+    return p, verified
+
+
+# --- simulated listings ------------------------------------------------------------------------
+
+
+@dataclass
+class Listings:
+    """Simulated listings: member query indices, true object (-1: negative), size bucket."""
+
+    members: list[np.ndarray]
+    label: np.ndarray
+    bucket: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+
+def _sizes(rng: np.random.Generator) -> int:
+    lo, hi = [(1, 1), (2, 2), (3, 4), (5, MAX_LISTING)][int(rng.integers(0, 4))]
+    return int(rng.integers(lo, hi + 1))
+
+
+def simulate_listings(qs: QuerySet, seed: int, positives_per_pool: int = 2) -> Listings:
+    """Positive listings per (world, object) pool and a disjoint partition of the negatives."""
+    rng = np.random.default_rng(seed)
+    members, labels = [], []
+    pos_pools: dict[tuple[int, int], list[int]] = defaultdict(list)
+    neg_pools: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    groups = _groups(qs)
+    for i in range(len(qs.label)):
+        if qs.positive[i]:
+            pos_pools[(int(qs.world[i]), int(qs.label[i]))].append(i)
+        else:
+            neg_pools[int(qs.world[i])][int(groups[i])].append(i)
+    for (_, obj), pool in sorted(pos_pools.items()):
+        for _ in range(positives_per_pool):
+            n = min(_sizes(rng), len(pool))
+            members.append(rng.choice(pool, n, replace=False))
+            labels.append(obj)
+    for world in sorted(neg_pools):
+        by_object = list(neg_pools[world].values())
+        rng.shuffle(by_object)
+        stream = [i for pool in by_object for i in rng.permutation(pool)]
+        pos = 0
+        while pos < len(stream):
+            n = _sizes(rng)
+            members.append(np.array(stream[pos : pos + n]))
+            labels.append(-1)
+            pos += n
+    bucket = np.array([bucket_of(len(m)) for m in members])
+    return Listings(members, np.array(labels, np.int64), bucket)
+
+
+def listing_candidates(qs: QuerySet, probs: np.ndarray, members: np.ndarray
+                       ) -> dict[int, list[float]]:
+    """{object: [probability per member photo]} over the union of the photos' candidates."""
+    out: dict[int, list[float]] = {}
+    n = len(members)
+    for pos, qi in enumerate(members):
+        for obj, p in zip(qs.candidates.objects[qi], probs[qi], strict=True):
+            if obj >= 0:
+                per_photo = out.setdefault(int(obj), [0.0] * n)
+                per_photo[pos] = max(per_photo[pos], float(p))
+    return out
+
+
+def fit_listing_model(qs: QuerySet, probs: np.ndarray, listings: Listings) -> dict:
+    """Logistic model of "the listing shows this object" on `matcher.scoring` features."""
+    x, y = [], []
+    for members, label in zip(listings.members, listings.label, strict=True):
+        for obj, ps in listing_candidates(qs, probs, members).items():
+            x.append(listing_features(ps))
+            y.append(int(obj == label))
+    return fit_logistic(np.array(x), np.array(y), ("best_logit", "support"))
+
+
+def listing_scores(qs: QuerySet, probs: np.ndarray, listings: Listings, model: dict
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(best listing probability, its object) per simulated listing."""
+    best = np.zeros(len(listings))
+    which = np.full(len(listings), -1, np.int64)
+    for li, members in enumerate(listings.members):
+        cands = listing_candidates(qs, probs, members)
+        if not cands:
+            continue
+        objs = list(cands)
+        feats = np.stack([listing_features(cands[o]) for o in objs])
+        p = apply_logistic(model, feats)
+        j = int(np.argmax(p))
+        best[li], which[li] = float(p[j]), objs[j]
+    return best, which
+
+
+# --- thresholds -------------------------------------------------------------------------------
+
+
+def conformal_threshold(negatives: np.ndarray, alpha: float) -> tuple[float, int]:
+    """(threshold, k): the lowest cut with (k + 1) / (n + 1) <= alpha, k negatives at or above.
+
+    With too few negatives for `alpha`, the cut is just above the highest negative (k = 0,
+    promise 1 / (n + 1)).
+    """
+    s = np.sort(np.asarray(negatives, np.float64))[::-1]
+    n = len(s)
+    if n == 0:
+        return float("inf"), 0
+    k = int(np.floor(alpha * (n + 1) - 1))
+    k = max(0, min(k, n))
+    # Alert iff score >= threshold; strictly above the (k+1)-th highest negative, so that at
+    # most k calibration negatives are at or above it.
+    cut = float(np.nextafter(s[k], np.inf)) if k < n else float(s[-1])
+    return cut, int((s >= cut).sum())
+
+
+def promise(k: int, n: int) -> dict:
+    """Promised false-alert rate per 1,000 listings and its interval (Beta(k+1, n-k))."""
+    if n == 0:
+        return {"per_1000": None, "interval": [None, None], "negatives": 0, "at_or_above": 0}
+    lo, hi = beta.ppf(INTERVAL, k + 1, max(n - k, 1e-9))
+    return {"per_1000": 1000.0 * (k + 1) / (n + 1), "interval": [1000.0 * lo, 1000.0 * hi],
+            "negatives": int(n), "at_or_above": int(k)}
+
+
+def _alerts(scores: np.ndarray, buckets: np.ndarray, cuts: dict[str, float]) -> np.ndarray:
+    return np.array([s >= cuts.get(b, np.inf) for s, b in zip(scores, buckets, strict=True)])
+
+
+def evaluate_point(cuts: dict[str, float], scores: np.ndarray, which: np.ndarray,
+                   listings: Listings) -> dict:
+    """Listing precision / recall / false alerts per 1,000 negative listings at `cuts`."""
+    alert = _alerts(scores, listings.bucket, cuts)
+    pos = listings.label >= 0
+    right = alert & pos & (which == listings.label)
+    n_alerts = int(alert.sum())
+    return {
+        "precision": float(right.sum() / n_alerts) if n_alerts else float("nan"),
+        "recall": float(right.sum() / pos.sum()) if pos.any() else float("nan"),
+        "false_alerts_per_1000": float(1000.0 * (alert & ~pos).sum() / max(1, (~pos).sum())),
+        "wrong_object_alerts": int((alert & pos & (which != listings.label)).sum()),
+        "positives": int(pos.sum()),
+        "negatives": int((~pos).sum()),
+    }
+
+
+def thresholds_at(alpha: float, scores: np.ndarray, listings: Listings) -> tuple[dict, dict]:
+    """Per-bucket cuts for false-alert rate `alpha` and each bucket's promise."""
+    cuts, promises = {}, {}
+    for b in bucket_keys():
+        neg = scores[(listings.bucket == b) & (listings.label < 0)]
+        if len(neg) == 0:
+            continue
+        cuts[b], k = conformal_threshold(neg, alpha)
+        promises[b] = promise(k, len(neg))
+    return cuts, promises
+
+
+ALPHAS = np.unique(np.concatenate([np.geomspace(1e-4, 0.3, 60), [0.001, 0.005, 0.01, 0.05]]))
+
+
+def operating_points(scores: np.ndarray, which: np.ndarray, listings: Listings, *,
+                     precisions: Sequence[float], budgets: Sequence[float]) -> dict:
+    """Named operating points: `precision_0.95`, ..., `alerts_per_1000_5`, ..."""
+    points: dict[str, dict] = {}
+    for per_1000 in budgets:
+        alpha = per_1000 / 1000.0
+        cuts, promises = thresholds_at(alpha, scores, listings)
+        points[f"alerts_per_1000_{per_1000:g}"] = {
+            "target": "false_alerts_per_1000", "value": per_1000, "alpha": alpha,
+            "buckets": cuts, "promise": promises,
+            "calibration": evaluate_point(cuts, scores, which, listings),
+        }
+    for target in precisions:
+        chosen = None
+        for alpha in ALPHAS:
+            cuts, promises = thresholds_at(float(alpha), scores, listings)
+            ev = evaluate_point(cuts, scores, which, listings)
+            if np.isnan(ev["precision"]) or ev["precision"] >= target:
+                chosen = (float(alpha), cuts, promises, ev)
+        if chosen is None:  # even the strictest cuts miss the target: use them, say so
+            alpha = float(ALPHAS[0])
+            cuts, promises = thresholds_at(alpha, scores, listings)
+            chosen = (alpha, cuts, promises, evaluate_point(cuts, scores, which, listings))
+        alpha, cuts, promises, ev = chosen
+        points[f"precision_{target:.2f}"] = {
+            "target": "precision", "value": target, "alpha": alpha, "buckets": cuts,
+            "promise": promises, "calibration": ev, "reached": bool(
+                np.isnan(ev["precision"]) or ev["precision"] >= target),
+        }
+    return points

@@ -1,0 +1,325 @@
+"""`artwatch train` (default recipe): the catalogue -> a calibrated, deployable bundle.
+
+Steps (each its own module):
+
+1. `training.views`: every catalogue photo, `views` synthetic listing photos of it and one
+   re-used copy, through the pretrained backbone (frozen: its ImageNet features are kept whole;
+   the trade is measured in docs/recognition.md), plus ordinary-listing distractors;
+2. `training.crossfit`: K worlds, each with its own learned whitening (`training.whitening`),
+   so every photo is scored out-of-fold, every object is "uncatalogued" once, and every query
+   is also ranked by the zero-training baseline (pretrained kNN) for comparison;
+3. `training.calibrate`: the calibrated photo and listing scores, thresholds per operating
+   point and listing size with their promised false-alert rates;
+4. the served model: the whitening refitted on every photo and view; the bundle carries the
+   cross-fitted score and thresholds (the refit sees a little more data than any fold model:
+   the thresholds are, if anything, conservative; docs/recognition.md).
+
+Objects of every size are classes of the catalogue: one photo is enough (its synthetic views
+teach the whitening what varies), and an object added after training is recognised as soon as
+`artwatch index` has embedded its photos.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import save_file
+
+from matcher.bundle import BANK_FILE, BUNDLE_JSON, save_bundle
+from matcher.evidence import BACKGROUND_K, CANDIDATES, PHASH_NEAR, VERIFIED
+from matcher.model import backbone_config, build_model
+from matcher.preprocess import Preprocess
+from matcher.scoring import DUPLICATE_PHASH, DUPLICATE_SIMILARITY, VERIFY_FLOOR
+from training.calibrate import (
+    fit_listing_model,
+    fit_photo_scores,
+    listing_scores,
+    operating_points,
+    simulate_listings,
+)
+from training.catalogue import Catalogue, Photo
+from training.crossfit import TEMPERATURE, Distractors, QuerySet, plan_worlds, world_evidence
+from training.views import QueryImage, pooled_features, render_views
+from training.whitening import default_dim, fit_whitening
+
+RECIPE = "deploy"
+
+
+class BundleExists(FileExistsError):
+    """The output directory already holds a finished bundle."""
+
+
+@dataclass
+class DeployRequest:
+    """What `artwatch train` was asked to do (the defaults are the recipe)."""
+
+    out: Path
+    name: str
+    architecture: str = "tf_efficientnet_lite0"
+    resolution: int | None = None
+    pretrained: str = "auto"
+    views: int = 4  # synthetic listing photos per catalogue photo
+    query_views: int = 2  # of which out-of-fold listing-style queries
+    folds: int = 4
+    shrink: float = 0.5
+    dim_cap: int = 512
+    distractors: int = 240  # generated ordinary-listing photos (half bank, half negatives)
+    local_features: bool = True
+    precisions: Sequence[float] = (0.90, 0.95, 0.99)
+    budgets: Sequence[float] = (5.0,)
+    seed: int = 0
+    device: str = "cpu"
+    workers: int = 2
+    plots: bool = True
+    progress: bool = True
+    distractor_images: Sequence | None = field(default=None, repr=False)
+
+
+@dataclass
+class DeployOutcome:
+    path: Path
+    info: dict
+    metrics: dict
+    queries: QuerySet
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), disable=not enabled, transient=True)
+
+
+def generated_distractors(count: int, seed: int) -> list:
+    """Ordinary-listing photos of generated objects in no catalogue (a new install's bank)."""
+    from artwatch.demo import distractor_listing_photos
+
+    return [img for _, img in distractor_listing_photos(count, seed=seed + 7919)]
+
+
+def distractor_set(images: Sequence, backbone: torch.nn.Module, preprocess: Preprocess,
+                   device: torch.device, local: bool) -> Distractors:
+    """Half of the photos as the background bank, the other half as negative queries."""
+    from artwatch.images.decode import perceptual_hash_pair
+    from matcher.verify import extract
+
+    feats = pooled_features(list(images), backbone, preprocess, device)
+    bank_idx = np.arange(0, len(images), 2)
+    query_idx = np.arange(1, len(images), 2)
+    queries = []
+    for i in query_idx:
+        h, m = perceptual_hash_pair(images[i])
+        queries.append(QueryImage("distractor", h, m, extract(images[i]) if local else None))
+    return Distractors(bank=feats[bank_idx], queries=feats[query_idx], query_images=queries)
+
+
+def _ppo_bin(n: int) -> str:
+    return "1" if n == 1 else "2" if n == 2 else "3" if n == 3 else "4+"
+
+
+def retrieval_summary(qs: QuerySet, probs: np.ndarray, photos_per_object: dict[int, int]
+                      ) -> dict:
+    """Out-of-fold top-k of catalogued-object queries: learned embedding, calibrated
+    first candidate and the pretrained kNN baseline, by query kind and photos per object."""
+    out: dict = {}
+    pos = qs.positive
+    first = np.take_along_axis(qs.candidates.objects, np.argmax(probs, 1)[:, None], 1)[:, 0]
+    kinds = ("studio", "listing", "reuse")
+    for kind in (*kinds, "all"):
+        sel = pos & ((qs.kind == kind) if kind != "all" else np.isin(qs.kind, kinds))
+        row: dict = {"queries": int(sel.sum())}
+        for name, ranked in (("learned", qs.ranked), ("baseline", qs.baseline)):
+            for k in (1, 5, 10):
+                hit = (ranked[sel, :k] == qs.label[sel, None]).any(1)
+                row[f"{name}_top{k}"] = float(hit.mean()) if sel.any() else float("nan")
+        row["first_candidate_top1"] = float((first[sel] == qs.label[sel]).mean()) \
+            if sel.any() else float("nan")
+        by_ppo: dict = {}
+        for b in ("1", "2", "3", "4+"):
+            s = sel & np.array([_ppo_bin(photos_per_object.get(int(lbl), 0)) == b
+                                for lbl in qs.label])
+            if s.any():
+                by_ppo[b] = {
+                    "queries": int(s.sum()),
+                    "learned_top1": float((qs.ranked[s, 0] == qs.label[s]).mean()),
+                    "baseline_top1": float((qs.baseline[s, 0] == qs.label[s]).mean()),
+                    "first_candidate_top1": float((first[s] == qs.label[s]).mean()),
+                }
+        row["by_photos_per_object"] = by_ppo
+        out[kind] = row
+    worse = [k for k in ("studio", "listing") if out[k]["queries"]
+             and out[k]["learned_top1"] < out[k]["baseline_top1"]]
+    out["worse_than_pretrained"] = worse
+    return out
+
+
+def train_deploy(catalogue: Catalogue, req: DeployRequest,
+                 log: Callable[[str], None] = print) -> DeployOutcome:
+    """Run the recipe and write the bundle directory `req.out`."""
+    out = Path(req.out)
+    if (out / BUNDLE_JSON).exists():
+        raise BundleExists(f"{out} already holds a bundle; choose another --name/--out")
+    started = time.perf_counter()
+    photos: list[Photo] = list(catalogue.photos)
+    objects = sorted({p.object_id for p in photos})
+    if len(objects) < 2:
+        raise ValueError(f"the catalogue has {len(objects)} object(s); need at least 2")
+    device = torch.device(req.device)
+    model, pretrained_used = build_model(req.architecture, 0, pretrained=req.pretrained)
+    log(f"backbone {req.architecture} (frozen), pretrained: {pretrained_used}")
+    cfg = backbone_config(req.architecture)
+    resolution = req.resolution or cfg.resolution
+    preprocess = Preprocess(resolution, cfg.mean, cfg.std)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    with _progress(req.progress) as progress:
+        task = progress.add_task(
+            f"photos: original + {req.views} listing views + re-used copy", total=len(photos))
+        views = render_views(
+            photos, model.backbone, preprocess, n_views=req.views, query_views=req.query_views,
+            seed=req.seed, device=device, local=req.local_features, workers=req.workers,
+            progress=lambda n: progress.advance(task, n),
+        )
+    timings["views_s"] = time.perf_counter() - t0
+    log(f"{len(photos)} photos of {len(objects)} objects: {len(photos) * (req.views + 2)} "
+        f"images through the backbone in {timings['views_s']:.0f}s")
+
+    t0 = time.perf_counter()
+    images = (list(req.distractor_images) if req.distractor_images is not None
+              else generated_distractors(req.distractors, req.seed))
+    distractors = distractor_set(images, model.backbone, preprocess, device, req.local_features)
+    timings["distractors_s"] = time.perf_counter() - t0
+    log(f"{len(images)} distractor photos ({timings['distractors_s']:.0f}s)")
+
+    t0 = time.perf_counter()
+    plan = plan_worlds(photos, req.folds, req.seed)
+    qs = world_evidence(photos, views, distractors, plan, query_views=req.query_views,
+                        shrink=req.shrink, dim_cap=req.dim_cap, local=req.local_features,
+                        workers=req.workers, log=log)
+    timings["cross_fit_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    scores = fit_photo_scores(qs, folds=5, use_local=req.local_features)
+    fit_set = simulate_listings(qs, seed=req.seed + 1)
+    listing_model = fit_listing_model(qs, scores.probabilities, fit_set)
+    calib_set = simulate_listings(qs, seed=req.seed + 2)
+    best, which = listing_scores(qs, scores.probabilities, calib_set, listing_model)
+    points = operating_points(best, which, calib_set, precisions=req.precisions,
+                              budgets=req.budgets)
+    timings["calibration_s"] = time.perf_counter() - t0
+
+    # The served model: whitening on every photo and all its views.
+    obj_index = {o: i for i, o in enumerate(objects)}
+    groups = np.array([obj_index[p.object_id] for p in photos])
+    fit_x = np.concatenate([views.originals] + [views.views[:, j] for j in range(req.views)])
+    fit_g = np.concatenate([groups] * (1 + req.views))
+    final = fit_whitening(fit_x, fit_g,
+                          dim=default_dim(len(objects), views.originals.shape[1], req.dim_cap),
+                          shrink=req.shrink)
+    whitened = build_model(req.architecture, 0, pretrained="none", whitening_dim=final.dim)[0]
+    whitened.backbone.load_state_dict(model.backbone.state_dict())
+    assert whitened.whitening is not None
+    whitened.whitening.mean.copy_(torch.from_numpy(final.mean).float())
+    whitened.whitening.projection.copy_(torch.from_numpy(final.projection).float())
+
+    ppo = {obj_index[o]: n for o, n in _counts(photos).items()}
+    summary = retrieval_summary(qs, scores.probabilities, ppo)
+    metrics = {
+        "recipe": RECIPE,
+        "retrieval": summary,
+        "operating_points": points,
+        "photo_score": scores.spec,
+        "listing_score": listing_model,
+        "cross_fitting": {
+            "folds": req.folds, "queries": int(len(qs.label)),
+            "positive_queries": int(qs.positive.sum()),
+            "negative_queries": int((~qs.positive).sum()),
+            "listings": {"fit": len(fit_set), "calibration": len(calib_set)},
+        },
+        "timings": {**timings, "total_s": time.perf_counter() - started},
+        "skipped_photos": catalogue.skipped,
+    }
+    for kind in ("studio", "listing"):
+        r = summary[kind]
+        log(f"out-of-fold {kind} photos ({r['queries']}): top-1 {r['learned_top1']:.3f} "
+            f"(first candidate {r['first_candidate_top1']:.3f}) vs pretrained kNN "
+            f"{r['baseline_top1']:.3f}")
+    if summary["worse_than_pretrained"]:
+        log(f"[yellow]warning:[/yellow] worse than the pretrained backbone's kNN on "
+            f"{', '.join(summary['worse_than_pretrained'])} photos (see report)")
+    for name, p in points.items():
+        promised = {b: round(v["per_1000"], 1) for b, v in p["promise"].items()
+                    if v["per_1000"] is not None}
+        log(f"{name}: calibration precision {p['calibration']['precision']:.3f} recall "
+            f"{p['calibration']['recall']:.3f}; promised false alerts per 1,000 listings "
+            f"by size {promised}")
+
+    score_spec = {
+        "kind": "calibrated-evidence",
+        "temperature": TEMPERATURE,
+        "candidates": CANDIDATES,
+        "verified_candidates": VERIFIED,
+        "phash_near": PHASH_NEAR,
+        "background_k": BACKGROUND_K,
+        "duplicate_similarity": DUPLICATE_SIMILARITY,
+        "duplicate_phash": DUPLICATE_PHASH,
+        "verify_floor": scores.spec.get("verify_floor", VERIFY_FLOOR),
+        "global": scores.spec["global"],
+        "listing": listing_model,
+        **({"verified": scores.spec["verified"]} if "verified" in scores.spec else {}),
+    }
+    collections = {p.object_id: p.collection for p in photos}
+    info = {
+        "name": req.name,
+        "recipe": RECIPE,
+        "head": "none",
+        "architecture": req.architecture,
+        "resolution": resolution,
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+        "objects": objects,
+        "collections": [collections[o] for o in objects],
+        "embedding_dim": final.dim,
+        "whitening_dim": final.dim,
+        "temperature": TEMPERATURE,
+        "score": score_spec,
+        "thresholds": {"operating_points": points, "default": "precision_0.95"},
+        "metrics": {
+            "learned": {f"top{k}": summary["all"][f"learned_top{k}"] for k in (1, 5, 10)},
+            "knn": {f"top{k}": summary["all"][f"baseline_top{k}"] for k in (1, 5, 10)},
+            "by_kind": {k: {m: summary[k][m] for m in ("learned_top1", "baseline_top1",
+                                                         "first_candidate_top1")}
+                        for k in ("studio", "listing", "reuse")},
+        },
+        "manifest_hash": catalogue.manifest_hash(),
+        "catalogue": catalogue.origin,
+        "pretrained_source": pretrained_used,
+        "train_config": {k: v for k, v in asdict(req).items()
+                         if k not in ("out", "distractor_images")},
+        "distractor_bank": {"file": BANK_FILE, "photos": int(len(distractors.bank)),
+                            "source": "given" if req.distractor_images is not None
+                            else "generated"},
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    save_bundle(out, whitened.cpu().eval(), info)
+    bank = final.apply(distractors.bank)
+    save_file({"bank": torch.from_numpy(bank).contiguous()}, str(out / BANK_FILE))
+    from training.report import write_deploy_report
+
+    write_deploy_report(out / "report", info, metrics, plots=req.plots)
+    log(f"bundle written to {out} in {time.perf_counter() - started:.0f}s")
+    return DeployOutcome(out, info, metrics, qs)
+
+
+def _counts(photos: Sequence[Photo]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p in photos:
+        counts[p.object_id] = counts.get(p.object_id, 0) + 1
+    return counts

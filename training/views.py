@@ -1,0 +1,229 @@
+"""Everything the deployment recipe learns and calibrates from, computed once per catalogue photo.
+
+For each catalogue photo:
+
+* the original, as the model sees it (a studio photo; a reference and an out-of-fold query);
+* `n_views` synthetic listing photos of it (`artwatch.demo.simulate_listing_photo`: cut out,
+  new background and light, perspective, crop, a phone camera, a website's JPEG; mirrored
+  half the time). All of them teach the whitening what does not identify an object; the first
+  `query_views` are also the listing-style out-of-fold queries that calibration measures;
+* one re-used copy (`reuse_copy`: the museum's own photo cropped, mirrored, watermarked,
+  re-saved), the positive example of photo re-use.
+
+Rendering runs in worker processes (the simulator is numpy/Pillow code), each photo's images
+seeded by (seed, photo sha256, index) so a re-run gives the same pixels. The parent turns the
+model inputs into pooled backbone features as they arrive, so a batch never holds more than a
+few photos' pixels. The local features (`matcher.verify`) of the original and of every query
+image are extracted in the workers too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from artwatch.demo.catalogue import pool_context, worker_init
+from artwatch.demo.marketplace import reuse_copy, simulate_listing_photo
+from artwatch.images.decode import perceptual_hash_pair
+from matcher.preprocess import Preprocess
+from matcher.verify import LocalFeatures, extract
+from training.catalogue import Photo
+
+# Query image kinds, in the order `PhotoViews.query_images()` lists them.
+STUDIO, LISTING, REUSE = "studio", "listing", "reuse"
+
+
+@dataclass
+class QueryImage:
+    """One out-of-fold query image of a catalogue photo: what it is and its cheap evidence."""
+
+    kind: str  # studio | listing | reuse
+    phash: int
+    phash_mirror: int
+    local: LocalFeatures | None
+
+
+@dataclass
+class ViewSet:
+    """Pooled backbone features of every catalogue photo and its synthetic images.
+
+    `originals` (n x d), `views` (n x n_views x d), `reuse` (n x d): float32, not normalised.
+    `queries[i]` describes photo i's query images: the original, the first `query_views`
+    listing views, the re-used copy (features: originals[i], views[i, j], reuse[i]).
+    """
+
+    originals: np.ndarray
+    views: np.ndarray
+    reuse: np.ndarray
+    queries: list[list[QueryImage]] = field(default_factory=list)
+    reference_local: list[LocalFeatures | None] = field(default_factory=list)
+
+
+def photo_seed(seed: int, key: str, index: int) -> np.random.Generator:
+    """Deterministic generator for image `index` of the photo with sha256 `key`."""
+    digest = int.from_bytes(hashlib.sha256(f"{seed}:{key}:{index}".encode()).digest()[:8], "big")
+    return np.random.default_rng(digest)
+
+
+def listing_view(image: Image.Image, rng: np.random.Generator, size: int) -> Image.Image:
+    """A synthetic listing photo of `image` at `size` x `size` pixels (mirrored half the time)."""
+    source = image.convert("RGB")
+    if max(source.size) > 2 * size:  # the simulator's cost grows with the source; detail not
+        scale = 2 * size / max(source.size)
+        source = source.resize(
+            (max(8, round(source.width * scale)), max(8, round(source.height * scale))),
+            Image.Resampling.BICUBIC,
+            reducing_gap=2.0,
+        )
+    if rng.random() < 0.5:
+        source = source.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return simulate_listing_photo([source], rng, output_size=size)
+
+
+@dataclass(frozen=True)
+class _Job:
+    seed: int
+    n_views: int
+    query_views: int
+    view_size: int
+    local: bool
+
+
+_photos: Sequence[Photo] = ()
+_preprocess: Preprocess | None = None
+
+
+_Rendered = tuple[int, np.ndarray, list[QueryImage], LocalFeatures | None]
+
+
+def _render(args: tuple[int, _Job]) -> _Rendered:
+    """Worker: pixels of [original, views..., reuse copy] and the query images' evidence."""
+    index, job = args
+    photo = _photos[index]
+    assert _preprocess is not None
+    original = photo.load().convert("RGB")
+    images = [original]
+    images += [
+        listing_view(original, photo_seed(job.seed, photo.key, j), job.view_size)
+        for j in range(job.n_views)
+    ]
+    images.append(reuse_copy(original, photo_seed(job.seed, photo.key, 10_000)))
+    pixels = np.stack([_preprocess.fit(im) for im in images])
+    kinds = [(STUDIO, images[0])]
+    kinds += [(LISTING, images[1 + j]) for j in range(min(job.query_views, job.n_views))]
+    kinds.append((REUSE, images[-1]))
+    queries = []
+    for kind, im in kinds:
+        h, m = perceptual_hash_pair(im)
+        queries.append(QueryImage(kind, h, m, extract(im) if job.local else None))
+    reference_local = queries[0].local  # the original is also the reference photo
+    return index, pixels, queries, reference_local
+
+
+@torch.inference_mode()
+def _pooled(model: torch.nn.Module, pixels: np.ndarray, preprocess: Preprocess,
+            device: torch.device) -> np.ndarray:
+    x = preprocess.normalise(torch.from_numpy(pixels)).to(device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return model(x).float().cpu().numpy()
+    return model(x).float().cpu().numpy()
+
+
+def render_views(
+    photos: Sequence[Photo],
+    backbone: torch.nn.Module,
+    preprocess: Preprocess,
+    *,
+    n_views: int,
+    query_views: int,
+    seed: int,
+    device: torch.device,
+    local: bool = True,
+    workers: int = 2,
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> ViewSet:
+    """Features of every photo's original, `n_views` listing views and re-used copy."""
+    global _photos, _preprocess
+    n = len(photos)
+    per_photo = n_views + 2
+    dim = None
+    out: np.ndarray | None = None
+    queries: list[list[QueryImage]] = [[] for _ in range(n)]
+    reference_local: list[LocalFeatures | None] = [None] * n
+    job = _Job(seed, n_views, query_views, int(round(1.5 * preprocess.resolution)), local)
+    backbone = backbone.to(device).eval().to(memory_format=torch.channels_last)
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        nonlocal out, dim
+        if not pending:
+            return
+        feats = _pooled(backbone, np.concatenate([p for _, p in pending]), preprocess, device)
+        if out is None:
+            dim = feats.shape[1]
+            out = np.zeros((n, per_photo, dim), np.float32)
+        row = 0
+        for index, pixels in pending:
+            out[index] = feats[row : row + len(pixels)]
+            row += len(pixels)
+        if progress:
+            progress(len(pending))
+        pending.clear()
+
+    _photos, _preprocess = photos, preprocess
+    try:
+        tasks = [(i, job) for i in range(n)]
+        if workers <= 1:
+            results = map(_render, tasks)
+            pool = None
+        else:
+            pool = ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=worker_init)
+            results = pool.map(_render, tasks, chunksize=1)
+        try:
+            for index, pixels, photo_queries, ref_local in results:
+                queries[index] = photo_queries
+                reference_local[index] = ref_local
+                pending.append((index, pixels))
+                if sum(len(p) for _, p in pending) >= batch_size:
+                    flush()
+            flush()
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    finally:
+        _photos, _preprocess = (), None
+    if out is None:
+        out = np.zeros((0, per_photo, 1), np.float32)
+    return ViewSet(
+        originals=out[:, 0],
+        views=out[:, 1 : 1 + n_views],
+        reuse=out[:, -1],
+        queries=queries,
+        reference_local=reference_local,
+    )
+
+
+def pooled_features(
+    images: Sequence[Image.Image],
+    backbone: torch.nn.Module,
+    preprocess: Preprocess,
+    device: torch.device,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Pooled backbone features (n x d) of photos already in memory (e.g. distractors)."""
+    backbone = backbone.to(device).eval().to(memory_format=torch.channels_last)
+    chunks = [
+        _pooled(backbone, np.stack([preprocess.fit(im) for im in images[i : i + batch_size]]),
+                preprocess, device)
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
