@@ -109,8 +109,8 @@ class Bundle:
         self.temperature = float(info["temperature"])
         self.thresholds: dict[str, Any] = dict(info.get("thresholds", {}))
         self.score: dict[str, Any] = dict(info.get("score") or {})
-        self.bank = self._load_bank()
         self.embedding_dim = int(info["embedding_dim"])
+        self.bank = self._load_bank()
         self.preprocess = Preprocess(
             int(info["resolution"]),
             tuple(info["mean"]),

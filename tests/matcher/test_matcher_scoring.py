@@ -1,63 +1,146 @@
-"""The matcher's alert score is training's: same function, same retrieval, old bundles unchanged."""
+"""The calibrated decision's parts, by hand: whitening, fusion, duplicates, conformal
+thresholds, operating points, mirror-aware photo hashes, geometric verification."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+import math
 
 import numpy as np
-import torch
+import pytest
+from PIL import Image, ImageDraw
 
-from matcher.bundle import Bundle
-from matcher.catalogue_index import CatalogueIndex
-from matcher.scoring import combine
-from training.calibration import softmax
-from training.pipeline import retrieval_scores
-
-SPEC = {"kind": "product", "w": 9.0, "b": -6.0}  # what training writes
-
-
-def _info(**extra) -> dict:
-    return {"architecture": "tf_efficientnet_lite0", "resolution": 64, "mean": [0.5] * 3,
-            "std": [0.5] * 3, "objects": ["A", "B", "C"], "embedding_dim": 8,
-            "temperature": 1.0, "thresholds": {"precision_0.95": 0.9}, **extra}
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+from artwatch.images.decode import hamming, perceptual_hash, perceptual_hash_pair
+from matcher.scoring import (
+    OperatingPointError,
+    bucket_of,
+    duplicate_groups,
+    fuse_listing,
+    listing_features,
+    operating_point,
+    threshold_for,
+)
+from matcher.verify import extract, verify
+from training.calibrate import conformal_threshold, promise
+from training.whitening import fit_whitening
 
 
-def test_bundle_without_score_field_is_classifier_only() -> None:
-    probs = softmax(np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32), 1.0)
-    old = Bundle(Path("old"), _info(), None, torch.device("cpu"))  # type: ignore[arg-type]
-    assert old.score == {"kind": "classifier"}
-    np.testing.assert_array_equal(old.alert_scores(probs, np.ones((5, 3))), probs)
-    new = Bundle(Path("new"), _info(score=SPEC), None, torch.device("cpu"))  # type: ignore[arg-type]
-    assert not np.allclose(new.alert_scores(probs, np.ones((5, 3))), probs)
+def test_whitening_suppresses_what_varies_within_an_object() -> None:
+    """Objects differ a little in every direction; each photo varies a lot in a few nuisance
+    directions (background, light). Raw cosine confuses them, the learned whitening does not."""
+    rng = np.random.default_rng(0)
+    d, objects, photos = 64, 30, 6
+    centres = rng.normal(0, 1.0, (objects, d))
+    nuisance = np.linalg.qr(rng.normal(size=(d, 6)))[0]  # 6 directions of large variation
+    x, g = [], []
+    for o in range(objects):
+        for _ in range(photos):
+            x.append(centres[o] + nuisance @ rng.normal(0, 6.0, 6) + rng.normal(0, 0.3, d))
+            g.append(o)
+    x, g = np.array(x), np.array(g)
+    train = np.arange(len(x)) % photos < 4
+    fit = fit_whitening(x[train], g[train], dim=29)
+    assert fit.dim == 29  # between-object rank: objects - 1
+
+    def nn_accuracy(emb: np.ndarray) -> float:
+        q, r = emb[~train], emb[train]
+        return float(np.mean(g[train][np.argmax(q @ r.T, 1)] == g[~train]))
+
+    raw = x / np.linalg.norm(x, axis=1, keepdims=True)
+    assert nn_accuracy(raw) < 0.6
+    assert nn_accuracy(fit.apply(x)) > 0.95
+    with pytest.raises(ValueError, match="two objects"):
+        fit_whitening(x[:5], np.zeros(5), dim=4)
 
 
-def test_matcher_and_training_scores_agree_on_the_same_inputs() -> None:
-    rng = np.random.default_rng(1)
-    refs = _unit(rng.normal(size=(9, 8)))
-    queries = _unit(rng.normal(size=(4, 8)))
-    classes = np.array([0, 0, 1, 1, 1, 2, 2, 0, 1])  # bundle class of each reference photo
-    object_ids = [101, 102, 103]  # objects.id of classes A, B, C
-    # The matcher's index also holds a photo of an object the bundle does not know (id 999).
-    index = CatalogueIndex(
-        torch.from_numpy(np.vstack([refs, _unit(rng.normal(size=(1, 8)))])),
-        np.array([object_ids[c] for c in classes] + [999]),
-        np.arange(10),
-    )
-    matcher_r = index.per_object(queries, object_ids)
-    training_r = retrieval_scores(queries, refs, classes, 3)
-    np.testing.assert_allclose(matcher_r, training_r, atol=1e-6)
-    probs = softmax(rng.normal(size=(4, 3)).astype(np.float32), 1.0)
-    bundle = Bundle(Path("b"), _info(score=SPEC), None, torch.device("cpu"))  # type: ignore[arg-type]
-    np.testing.assert_allclose(bundle.alert_scores(probs, matcher_r),
-                               combine(probs, training_r, SPEC), atol=1e-6)
-    # A class that left the catalogue (None) and an object with no indexed photo get r = 0.
-    gone = index.per_object(queries, [101, None, 555])
-    np.testing.assert_allclose(gone[:, 0], training_r[:, 0], atol=1e-6)
-    assert (gone[:, 1:] == 0).all()
-    best = index.best_photo(queries[0], 102)
-    rows = np.flatnonzero(classes == 1)
-    assert best == rows[np.argmax(refs[rows] @ queries[0])]
+def test_mirror_hash_is_the_hash_of_the_mirror_image() -> None:
+    img = Image.new("RGB", (160, 120), (200, 190, 170))
+    ImageDraw.Draw(img).ellipse((20, 30, 90, 110), fill=(90, 60, 30))
+    plain, mirrored = perceptual_hash_pair(img)
+    flipped = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert plain == perceptual_hash(img)
+    assert mirrored == perceptual_hash(flipped)
+    assert hamming(plain, perceptual_hash(flipped)) > 10  # the plain hash misses the mirror
+
+
+SPEC = {"listing": {"features": ["best_logit", "support"], "mean": [0.0, 0.0],
+                    "scale": [1.0, 1.0], "coef": [1.0, 1.5], "intercept": 0.0}}
+
+
+def test_photos_that_agree_add_up_and_the_same_photo_twice_does_not() -> None:
+    weak = [{7: 0.3, 8: 0.1}, {7: 0.35}, {7: 0.25, 9: 0.2}]
+    alone = max(fuse_listing(SPEC, [w], [0])[7] for w in weak)
+    together = fuse_listing(SPEC, weak, [0, 1, 2])
+    assert together[7] > alone + 0.1
+    assert together[7] > together[8] and together[7] > together[9]
+    repeated = fuse_listing(SPEC, [weak[1]] * 3, [0, 0, 0])  # one picture three times
+    assert repeated[7] == pytest.approx(fuse_listing(SPEC, [weak[1]], [0])[7])
+    np.testing.assert_allclose(listing_features([0.5]), [0.0, 0.0], atol=1e-9)
+
+
+def test_duplicate_groups_by_embedding_or_hash() -> None:
+    e = np.eye(4, dtype=np.float32)
+    e[1] = e[0] * 0.99 + e[1] * 0.1  # nearly the same embedding as photo 0
+    e[1] /= np.linalg.norm(e[1])
+    far = 0xFFFF0000FFFF0000
+    groups = duplicate_groups(e, [0, (1 << 40) - 1, far, far ^ 1])  # 2 and 3: one bit apart
+    assert groups[0] == groups[1] and groups[2] == groups[3] and groups[0] != groups[2]
+
+
+def test_conformal_threshold_and_its_promise_by_hand() -> None:
+    negatives = np.arange(1, 200) / 200.0  # 199 distinct scores
+    cut, k = conformal_threshold(negatives, 0.05)
+    # (k + 1) / (n + 1) <= 0.05 with n = 199 -> k = 9 negatives at or above the cut
+    assert k == 9 and (k + 1) / 200 <= 0.05
+    assert (negatives >= cut).sum() == 9
+    p = promise(k, len(negatives))
+    assert p["per_1000"] == pytest.approx(50.0)
+    lo, hi = p["interval"]
+    assert lo < 50.0 < hi and hi < 100.0
+    cut, k = conformal_threshold(np.array([0.2, 0.4]), 0.001)  # too few for 1 in 1,000
+    assert k == 0 and cut > 0.4
+    assert promise(0, 2)["per_1000"] == pytest.approx(1000 / 3)
+
+
+def test_operating_points_and_size_buckets() -> None:
+    thresholds = {"operating_points": {
+        "precision_0.95": {"buckets": {"1": 0.9, "2": 0.93, "3-4": 0.95, "5-8": 0.97}},
+    }}
+    with pytest.raises(OperatingPointError, match=r"precision_0\.9'.*valid: precision_0\.95"):
+        operating_point(thresholds, "precision_0.9")
+    point = operating_point(thresholds, "precision_0.95")
+    assert [bucket_of(n) for n in (1, 2, 3, 4, 5, 8, 9)] == \
+        ["1", "2", "3-4", "3-4", "5-8", "5-8", "9+"]
+    assert threshold_for(point, 2) == 0.93
+    assert threshold_for(point, 12) == 0.97  # beyond the calibrated sizes: the largest bucket
+    assert threshold_for({"buckets": {}}, 1) == math.inf
+
+
+def _textured(seed: int, size: int = 360) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (size, size), (235, 232, 225))
+    draw = ImageDraw.Draw(img)
+    for _ in range(60):
+        x, y = rng.integers(0, size, 2)
+        r = int(rng.integers(4, 30))
+        colour = tuple(int(c) for c in rng.integers(0, 200, 3))
+        if rng.random() < 0.5:
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+        else:
+            draw.rectangle((x - r, y - r, x + r // 2, y + r // 3), fill=colour)
+    return img
+
+
+def test_verification_finds_a_reused_photo_and_not_another() -> None:
+    museum = _textured(1)
+    crop = museum.crop((30, 20, 330, 320)).resize((500, 500))
+    buf = io.BytesIO()
+    crop.save(buf, "JPEG", quality=55)
+    reused = Image.open(io.BytesIO(buf.getvalue()))
+    same = verify(extract(reused), extract(museum))
+    other = verify(extract(_textured(2)), extract(museum))
+    assert same.h_inliers >= 40 and same.h_inliers > 5 * max(other.h_inliers, 1)
+    assert same.features()[2] > 0.5  # inlier ratio
+    mirrored = verify(extract(reused.transpose(Image.Transpose.FLIP_LEFT_RIGHT), mirror=True),
+                      extract(museum))
+    assert mirrored.h_inliers >= 20  # matching the mirror image of a mirrored copy

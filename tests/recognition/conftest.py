@@ -1,0 +1,59 @@
+"""One small bundle trained with the default recipe, shared by the recognition tests.
+
+A generated catalogue of 12 objects; the last object is kept out of the training catalogue
+(it is "added after training" in the retro-hunt test). Training uses the recipe's code with
+fewer views, worlds and distractors than the defaults, so the whole session fixture costs
+about a minute of CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from artwatch.demo import generate_catalogue
+
+torch.set_num_threads(2)
+OBJECTS = 12
+
+
+@pytest.fixture(scope="session")
+def catalogue_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """{"full": all objects, "trained": all but the last, "added": only the last object}."""
+    full = tmp_path_factory.mktemp("recognition-catalogue")
+    rows = generate_catalogue(full, OBJECTS, seed=3, size=192, workers=1, supersample=1)
+    added_id = rows[-1].object_id
+    out = {"full": full}
+    for name, keep in (("trained", lambda r: r["object_id"] != added_id),
+                       ("added", lambda r: r["object_id"] == added_id)):
+        target = tmp_path_factory.mktemp(f"recognition-{name}")
+        (target / "images").mkdir()
+        with (full / "manifest.csv").open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            fields, kept = reader.fieldnames, [r for r in reader if keep(r)]
+        for r in kept:
+            shutil.copy(full / r["image"], target / r["image"])
+        with (target / "manifest.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+        out[name] = target
+    return out
+
+
+@pytest.fixture(scope="session")
+def deploy_bundle(catalogue_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+                  ) -> Path:
+    """The default recipe on the training catalogue (small settings)."""
+    from training.catalogue import load_manifest
+    from training.deploy import DeployRequest, train_deploy
+
+    out = tmp_path_factory.mktemp("deploy") / "bundle"
+    request = DeployRequest(out=out, name="recognition-test", views=3, query_views=2, folds=3,
+                            distractors=60, progress=False, plots=False)
+    train_deploy(load_manifest(catalogue_dirs["trained"]), request, log=lambda m: None)
+    return out
