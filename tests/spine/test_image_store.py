@@ -108,7 +108,7 @@ def test_palette_with_transparency_composited_on_white(image_store: ImageStore) 
 
 
 def test_animated_gif_uses_first_frame(image_store: ImageStore) -> None:
-    frames = [Image.new("RGB", (40, 30), colour) for colour in ((200, 0, 0), (0, 200, 0))]
+    frames = [Image.new("RGB", (40, 32), colour) for colour in ((200, 0, 0), (0, 200, 0))]
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
     stored = image_store.put(buf.getvalue())
