@@ -36,10 +36,21 @@ def web_command(
     workers: int = typer.Option(1, min=1, help="uvicorn worker processes."),
 ) -> None:
     """Serve the review web app (queue, match pages, signed e-mail links, search, submit)."""
+    import logging
+
     import uvicorn
 
     from alerts.web import create_app
+    from artwatch.db import connect, database_url, migrate
 
+    # The app's own events (sign-in throttling) beside uvicorn's access log.
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    url = database_url()
+    migrate(url)  # the sessions and sign-in tables; raises one line if unreachable
+    with connect(url) as conn:
+        conn.execute("SELECT 1")
     if workers > 1:
         uvicorn.run("alerts.web:create_app", factory=True, host=host, port=port,
                     workers=workers, proxy_headers=True)
@@ -47,37 +58,61 @@ def web_command(
         uvicorn.run(create_app(), host=host, port=port, proxy_headers=True)
 
 
+PASSWORD_STDIN = typer.Option(
+    False, "--password-stdin", help="Read the password from standard input (scripts)."
+)
+
+
+def _read_password(from_stdin: bool, prompt: str) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
+def _run_refusing_weak(fn, *args, **kwargs):
+    """fn(conn, ...) on a fresh connection; a weak password or bad e-mail exits 2 with why."""
+    from alerts.passwords import WeakPassword
+
+    try:
+        with _conn() as conn:
+            return fn(conn, *args, **kwargs)
+    except (WeakPassword, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 @reviewers_app.command("add")
 def reviewers_add(
     email: str = typer.Argument(..., help="Where digests go; also the login name."),
     name: str = typer.Option("", help="Display name."),
     team: str = typer.Option(None, help="Team (shown in lists)."),
-    password_stdin: bool = typer.Option(
-        False, "--password-stdin", help="Read the password from standard input (scripts)."
-    ),
+    password_stdin: bool = PASSWORD_STDIN,
     no_login: bool = typer.Option(
         False, "--no-login", help="Mail-only recipient, e.g. a team's list (signed links work)."
     ),
 ) -> None:
     """Create a reviewer (or reset an existing one's password and re-activate it)."""
-    from alerts.passwords import WeakPassword
     from alerts.reviewers import add_reviewer
 
-    password: str | None
-    if no_login:
-        password = None
-    elif password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        with _conn() as conn:
-            reviewer = add_reviewer(conn, email, password, name=name, team=team)
-    except (WeakPassword, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    password = None if no_login else _read_password(password_stdin, "Password")
+    reviewer = _run_refusing_weak(add_reviewer, email, password, name=name, team=team)
     login = "mail only" if no_login else "can sign in"
     console.print(f"reviewer {reviewer.id}: {reviewer.email} (active, {login})")
+
+
+@reviewers_app.command("password")
+def reviewers_password(
+    email: str = typer.Argument(..., help="The reviewer whose password changes."),
+    password_stdin: bool = PASSWORD_STDIN,
+) -> None:
+    """Change a reviewer's password; every browser signed in as them is signed out."""
+    from alerts.reviewers import set_password
+
+    password = _read_password(password_stdin, "New password")
+    if not _run_refusing_weak(set_password, email, password):
+        console.print(f"[red]error:[/red] no reviewer {email}")
+        raise typer.Exit(1)
+    console.print(f"{email}: password changed; all their web sessions ended")
 
 
 @reviewers_app.command("list")
@@ -95,7 +130,7 @@ def reviewers_list() -> None:
 
 @reviewers_app.command("disable")
 def reviewers_disable(email: str) -> None:
-    """Stop digests to a reviewer and refuse their logins and links (history is kept)."""
+    """Stop digests to a reviewer, end their web sessions, refuse their logins and links."""
     from alerts.reviewers import set_active
 
     with _conn() as conn:

@@ -23,6 +23,7 @@ import jinja2
 from alerts.links import ReviewLinks
 from alerts.model import ListingView, Photo
 from alerts.thumbs import Thumbnailer, clamp_size
+from artwatch.urlsafety import is_web_url
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -70,7 +71,12 @@ def _format_utc(value: datetime | None) -> str:
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    """Templates from alerts/templates; autoescaped for .html, plain for .txt."""
+    """Templates from alerts/templates; autoescaped for .html, plain for .txt.
+
+    Outside URLs (a listing's, a catalogue record's) are links only when they pass the
+    `web_url` test (artwatch.urlsafety.is_web_url); a `javascript:` or `data:` URL that
+    got into the database is printed as text, since mail clients apply no CSP.
+    """
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",)),
@@ -79,6 +85,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["dt"] = _format_utc
+    # `{% if url is web_url %}<a href=...>`: only http(s) URLs become links; the rest is text.
+    env.tests["web_url"] = is_web_url
     return env
 
 

@@ -11,25 +11,13 @@ from __future__ import annotations
 
 import logging
 
-from celery.schedules import crontab
-
+from artwatch.cron import crontab_of
 from artwatch.queue import SEND_DIGESTS, SEND_URGENT, app
 from artwatch.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 URGENT_SWEEP_S = 60.0
-
-
-def cron_schedule(expression: str) -> crontab:
-    """A crontab from a five-field cron expression ("m h dom mon dow")."""
-    fields = expression.split()
-    if len(fields) != 5:
-        raise ValueError(f"digest_cron needs five fields, got {expression!r}")
-    minute, hour, dom, month, dow = fields
-    return crontab(
-        minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow
-    )
 
 
 @app.task(name=SEND_DIGESTS, acks_late=True, ignore_result=True)
@@ -54,7 +42,7 @@ def send_urgent(match_ids: list[int] | None = None) -> dict[str, object]:
 def register_beat() -> None:
     """Put both tasks on the beat schedule (Celery applies this once the app is configured)."""
     app.add_periodic_task(
-        cron_schedule(get_settings().digest_cron), app.signature(SEND_DIGESTS),
+        crontab_of(get_settings().digest_cron), app.signature(SEND_DIGESTS),
         name="alerts: digests",
     )
     app.add_periodic_task(URGENT_SWEEP_S, app.signature(SEND_URGENT), name="alerts: urgent sweep")

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from artwatch.demo.cli import app as demo_app
-from artwatch.settings import SettingsError, get_settings
+from artwatch.settings import SettingsError, get_settings, redact_url
 
 console = Console()
 app = typer.Typer(
@@ -34,19 +35,8 @@ def _check_settings() -> None:
     try:
         get_settings()
     except SettingsError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
-
-
-def _redact(url: str) -> str:
-    """A URL safe to print: passwords never reach a terminal or a log."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 # --- services ---------------------------------------------------------------------------
@@ -86,7 +76,7 @@ def services_status_table() -> Table:
         except psycopg.Error as exc:
             state = f"unreachable: {str(exc).splitlines()[0]}"
     table.add_row("postgresql", "external" if settings.database_url else "embedded",
-                  _redact(pg_url or "-"), state)
+                  redact_url(pg_url or "-"), state)
     rd_url = settings.redis_url or rd.url()
     state = "stopped"
     if rd_url:
@@ -96,7 +86,7 @@ def services_status_table() -> Table:
         except redis.RedisError as exc:
             state = f"unreachable: {exc}"
     table.add_row("redis", "external" if settings.redis_url else "embedded",
-                  _redact(rd_url or "-"), state)
+                  redact_url(rd_url or "-"), state)
     return table
 
 
@@ -197,11 +187,15 @@ def catalogue_import(
         console.print(f"[red]duplicate:[/red] {message}")
     for message in report.skipped:
         console.print(f"[yellow]skipped:[/yellow] {message}")
+    for message in report.refused_urls:
+        console.print(f"[yellow]url refused:[/yellow] {escape(message)}", highlight=False,
+                      soft_wrap=True)
     console.print(
         f"{report.rows} rows in {elapsed:.1f}s ({report.rows / max(elapsed, 1e-9):.0f} photos/s): "
         f"{report.objects_added} objects added, {report.objects_updated} updated, "
         f"{report.photos_added} photos added, {report.photos_already_present} already present, "
-        f"{len(report.skipped)} skipped, {len(report.duplicates)} duplicates"
+        f"{len(report.skipped)} skipped, {len(report.duplicates)} duplicates, "
+        f"{len(report.refused_urls)} URLs refused"
     )
     if report.duplicates:
         raise typer.Exit(1)
@@ -274,5 +268,20 @@ def _mount_stages() -> None:
 
 _mount_stages()
 
+
+def main() -> None:
+    """The `artwatch` console script.
+
+    A configuration problem found while a command runs (an unreachable
+    ARTWATCH_DATABASE_URL, a data directory that is a file) ends it with one line naming
+    the setting, not a traceback.
+    """
+    try:
+        app()
+    except SettingsError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

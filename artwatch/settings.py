@@ -1,11 +1,15 @@
 """Settings from `ARTWATCH_*` environment variables and an optional `artwatch.toml`.
 
 One object holds every knob so that a wrong value fails at start, naming the setting,
-instead of half-way through a crawl.
+instead of half-way through a crawl. An `ARTWATCH_*` environment variable that names no
+setting (a typo such as `ARTWATCH_MAX_IMAGE_BYTE`) is ignored with a warning that names
+the closest known one; an unknown key in `artwatch.toml` is an error.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +26,13 @@ from pydantic_settings import (
 
 CONFIG_ENV = "ARTWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = "artwatch.toml"
+ENV_PREFIX = "ARTWATCH_"
+# ARTWATCH_* variables read by something other than Settings (the config file's location,
+# the test suite's and benchmarks' servers).
+OTHER_ENV = frozenset({CONFIG_ENV, "ARTWATCH_TEST_ADMIN_URL", "ARTWATCH_TEST_REDIS",
+                       "ARTWATCH_BENCH_REDIS"})
+
+log = logging.getLogger(__name__)
 
 
 class SettingsError(RuntimeError):
@@ -42,7 +53,7 @@ def _config_file() -> Path | None:
 class Settings(BaseSettings):
     """artwatch configuration (environment wins over the config file)."""
 
-    model_config = SettingsConfigDict(env_prefix="ARTWATCH_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("artwatch")),
@@ -59,6 +70,10 @@ class Settings(BaseSettings):
     # Image store guards (outside input: listing photos from the internet).
     max_image_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=60_000_000, ge=10_000)
+    min_image_side: int = Field(
+        default=32, ge=1, le=4096,
+        description="Photos narrower or lower than this many pixels are rejected (docs/images.md).",
+    )
 
     # Crawling politeness and identity.
     user_agent_contact: str = Field(
@@ -101,6 +116,36 @@ class Settings(BaseSettings):
     alert_urgent_score: float = Field(default=0.95, ge=0.0, le=1.0)
     digest_cron: str = Field(default="0 7 * * *", description="When digests go out (UTC).")
     review_link_max_age_s: int = Field(default=7 * 24 * 3600, ge=60)
+    # Review web app: sign-in sessions and throttling of password guessing (docs/web.md).
+    web_session_max_age_s: int = Field(default=12 * 3600, ge=300, le=30 * 24 * 3600)
+    web_login_window_s: int = Field(default=900, ge=10, le=7 * 24 * 3600)
+    web_login_max_failures_account: int = Field(default=10, ge=1, le=10_000)
+    web_login_max_failures_address: int = Field(default=30, ge=1, le=100_000)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_is_a_directory(cls, value: Path) -> Path:
+        """A file where the data directory (or one of its parents) should be is refused."""
+        value = Path(value).expanduser()
+        for path in (value, *value.parents):
+            try:
+                exists, is_dir = path.exists(), path.is_dir()
+            except OSError:  # unreadable: whoever creates the directory says why
+                return value
+            if exists:
+                if not is_dir:
+                    what = "is a file" if path == value else f"is inside {path}, a file"
+                    raise ValueError(f"{value} {what}, not a directory")
+                break
+        return value
+
+    @field_validator("digest_cron")
+    @classmethod
+    def _digest_cron(cls, value: str) -> str:
+        from artwatch.cron import crontab_of  # the parser Celery beat uses
+
+        crontab_of(value)
+        return value
 
     @field_validator("database_url", "redis_url")
     @classmethod
@@ -161,16 +206,55 @@ class Settings(BaseSettings):
         return self.data_dir / "outbox"
 
 
+def unknown_environment(environ: dict[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """`ARTWATCH_*` variables that name no setting, each with the closest known name or None."""
+    environ = os.environ if environ is None else environ
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | OTHER_ENV
+    # Compared without the shared prefix, which would make every name look alike.
+    tails = {name[len(ENV_PREFIX):]: name for name in known}
+    unknown = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known:
+            close = difflib.get_close_matches(upper[len(ENV_PREFIX):], sorted(tails), n=1,
+                                              cutoff=0.6)
+            unknown.append((name, tails[close[0]] if close else None))
+    return unknown
+
+
+def warn_unknown_environment() -> None:
+    """Log a warning for every misspelt `ARTWATCH_*` variable (it would be silently ignored)."""
+    for name, close in unknown_environment():
+        hint = f"did you mean {close}?" if close else "no setting has a similar name"
+        log.warning("%s is not an artwatch setting and is ignored; %s", name, hint)
+
+
+def _message(err: Any) -> str:
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning validation errors into one readable message."""
+    warn_unknown_environment()
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]) or "?"
-            problems.append(f"ARTWATCH_{name.upper()} ({name}): {err['msg']}")
+            problems.append(f"{ENV_PREFIX}{name.upper()} ({name}): {_message(err)}")
         raise SettingsError("invalid setting: " + "; ".join(problems)) from None
+
+
+def redact_url(url: str) -> str:
+    """A URL safe to print: passwords never reach a terminal or a log."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
 
 
 @lru_cache(maxsize=1)

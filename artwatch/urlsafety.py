@@ -50,6 +50,26 @@ class CheckedURL:
         return host_port(self.host, self.port)
 
 
+def is_web_url(value: object) -> bool:
+    """True for an absolute http(s) URL with a host: the only URLs artwatch stores or links.
+
+    Everything else (`javascript:`, `data:`, `file:`, relative or host-less URLs, and any
+    URL holding whitespace or control characters, which browsers strip before reading the
+    scheme) is kept or shown as text only. No DNS lookup: this is about what a link may
+    be, not whether artwatch may fetch it (`check_url`).
+    """
+    if not isinstance(value, str) or not value or len(value) > 8192:
+        return False
+    if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (a malformed port raises here)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ALLOWED_SCHEMES and bool(parts.hostname)
+
+
 def host_port(host: str, port: int) -> str:
     """`host:port` in the one spelling used to compare allow-lists."""
     host = host.lower().strip("[]")

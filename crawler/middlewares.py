@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 # set by the spider so the browser-request filter, which has no spider, can use it.
 BROWSER_ALLOW_PRIVATE: set[str] = set()
 
+# Crawl stat: the first redirect hop the guard refused, in words (a resubmission that ends
+# there records it as its error instead of "no lot found").
+REFUSED_REDIRECT_STAT = "artwatch/refused_redirect"
+
 
 class UnsafeRequest(IgnoreRequest):
     """A request refused by the URL guard (the reason ends up on the listing photo row)."""
@@ -71,6 +75,13 @@ class UrlSafetyMiddleware:
         if error is not None:
             self.stats.inc_value("artwatch/unsafe_url_refused")
             self.stats.inc_value(f"artwatch/unsafe_url_refused/{error.reason}")
+            hops = request.meta.get("redirect_urls") or []
+            if hops and self.stats.get_value(REFUSED_REDIRECT_STAT) is None:
+                self.stats.set_value(
+                    REFUSED_REDIRECT_STAT,
+                    f"unsafe_redirect: redirect hop {len(hops)} from {hops[-1]} to "
+                    f"{request.url} refused: {error.reason}: {error.detail}",
+                )
             logger.warning("refused %s: %s", request.url, error)
             raise UnsafeRequest(error)
         return None

@@ -54,12 +54,10 @@ def _warm_up(store: ImageStore) -> None:
 
     from PIL import Image
 
-    from artwatch.images import decode_image
-
     out = io.BytesIO()
-    Image.new("RGB", (32, 32), (128, 64, 32)).save(out, "JPEG")
+    Image.new("RGB", (64, 64), (128, 64, 32)).save(out, "JPEG")
     try:
-        decode_image(out.getvalue(), max_bytes=store.max_bytes, max_pixels=store.max_pixels)
+        store.decode(out.getvalue())
     except Exception:  # only a warm-up: the real photos report their own problems
         logger.debug("photo decoder warm-up failed", exc_info=True)
 
@@ -69,11 +67,12 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
     return data if data is not None and len(data) == size else None
 
 
-def serve(root: str, max_bytes: int, max_pixels: int) -> None:
+def serve(root: str, max_bytes: int, max_pixels: int, min_side: int) -> None:
     """The worker: answer each photo frame on stdin with a result frame on stdout."""
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print() in a library must not corrupt the frames
-    store = ImageStore(Path(root), max_bytes=max_bytes, max_pixels=max_pixels)
+    store = ImageStore(Path(root), max_bytes=max_bytes, max_pixels=max_pixels,
+                       min_side=min_side)
     _warm_up(store)
     requests = sys.stdin.buffer
     while True:
@@ -148,7 +147,7 @@ class PhotoWorkers:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "crawler.photostore",
             str(self.store.root), str(self.store.max_bytes), str(self.store.max_pixels),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            str(self.store.min_side), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )
         worker = _Worker(process)
         worker.reader = asyncio.ensure_future(self._read_answers(worker))
@@ -238,4 +237,4 @@ class PhotoWorkers:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

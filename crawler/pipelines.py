@@ -10,6 +10,7 @@ as one `matcher.match_images` task per listing carrying image ids.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -22,6 +23,7 @@ from twisted.python.failure import Failure
 
 from artwatch.images import ImageRejected, ImageStore, StoredImage
 from artwatch.queue import MATCH_IMAGES
+from artwatch.urlsafety import is_web_url
 from crawler.items import LotItem
 from crawler.listings import SavedLot, save_lot, unmark_queued
 from crawler.photostore import PhotoWorkers
@@ -38,8 +40,21 @@ def _spider(crawler: Crawler) -> Any:
     return crawler.spider
 
 
+def _refused_photo_key(url: str) -> str:
+    """How a refused (non-http) photo URL is recorded: at most ~200 characters, still unique
+    (a `data:` URL can be megabytes)."""
+    if len(url) <= 200:
+        return url
+    return f"{url[:160]}…[{len(url)} chars, sha256 {hashlib.sha256(url.encode()).hexdigest()[:16]}]"
+
+
 class ValidateItemPipeline:
-    """Drop (and count) items without the fields a listing cannot exist without."""
+    """Drop (and count) items without the fields a listing cannot exist without.
+
+    Only http(s) URLs are kept as a lot's URL (the digest links to it); a lot whose URL is
+    anything else is dropped and counted. A photo URL that is not http(s) (`data:`,
+    `javascript:`) is not requested: it is recorded as a failed photo with the reason.
+    """
 
     def __init__(self, crawler: Crawler) -> None:
         self.stats = crawler.stats
@@ -51,8 +66,8 @@ class ValidateItemPipeline:
     def process_item(self, item: LotItem) -> LotItem:
         problems = [f for f in ("external_id", "url", "title") if not item.get(f)]
         url = str(item.get("url") or "")
-        if url and not url.startswith(("http://", "https://")):
-            problems.append("url")
+        if url and not is_web_url(url):
+            problems.append("url (not an http(s) URL)")
         if problems:
             self.stats.inc_value("artwatch/items_invalid")
             raise DropItem(f"invalid lot {url or '?'}: missing or bad {', '.join(problems)}")
@@ -60,6 +75,15 @@ class ValidateItemPipeline:
         bad: dict[str, str] = {}
         for photo in item.get("photo_urls") or []:
             if not isinstance(photo, str) or photo in photos or photo in bad:
+                continue
+            if not is_web_url(photo):
+                scheme = photo.partition(":")[0].strip().lower()[:20] if ":" in photo else ""
+                self.stats.inc_value("artwatch/photo_url_refused")
+                bad[_refused_photo_key(photo)] = (
+                    "malformed_url: not an absolute http(s) URL with a host"
+                    if scheme in ("http", "https") else
+                    f"not_http: only http(s) photo URLs are fetched, not {scheme or 'relative'}"
+                )
                 continue
             try:
                 Request(photo)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from artwatch.db import connect
 from artwatch.submissions import SubmissionResult, source_for_url, submission_status
+from crawler.middlewares import REFUSED_REDIRECT_STAT
 from crawler.runner import run_crawl
 
 
@@ -43,10 +44,12 @@ def process_submission(submission_id: int, *, timeout: float = 600) -> Submissio
             (result.crawl_id,),
         ).fetchone()
         if listing is None:
+            # A lot page that redirected somewhere the URL guard refuses says so.
+            error = result.stats.get(REFUSED_REDIRECT_STAT) or "no lot found at this URL"
             conn.execute(
                 "UPDATE submissions SET status = 'failed', crawl_id = %s, finished_at = now(), "
-                "error = 'no lot found at this URL' WHERE id = %s",
-                (result.crawl_id, submission_id),
+                "error = %s WHERE id = %s",
+                (result.crawl_id, str(error)[:2000], submission_id),
             )
         else:
             conn.execute(

@@ -17,6 +17,7 @@ from alerts.render import environment
 from alerts.thumbs import Thumbnailer
 from alerts.web import views
 from alerts.web.security import SECURITY_HEADERS
+from alerts.web.throttle import DeviceCookies, Limits
 from artwatch.db import get_pool
 from artwatch.settings import Settings, get_settings
 
@@ -66,15 +67,16 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> S
         Route("/healthz", views.healthz, name="healthz"),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    https = settings.web_base_url.startswith("https://")
     middleware = [
         Middleware(SecurityHeaders),
         Middleware(
-            SessionMiddleware,
+            SessionMiddleware,  # the cookie; `web_sessions` rows decide who is signed in
             secret_key=secret,
             session_cookie="artwatch_session",
-            max_age=12 * 3600,
+            max_age=settings.web_session_max_age_s,
             same_site="lax",
-            https_only=settings.web_base_url.startswith("https://"),
+            https_only=https,
         ),
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=views.HANDLERS)
@@ -83,4 +85,11 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> S
     app.state.links = ReviewLinks(secret, settings.web_base_url, settings.review_link_max_age_s)
     app.state.thumbnailer = Thumbnailer.from_settings(settings)
     app.state.templates = Jinja2Templates(env=environment())
+    app.state.https = https
+    app.state.device_cookies = DeviceCookies(secret)
+    app.state.login_limits = Limits(
+        window_s=settings.web_login_window_s,
+        max_failures_account=settings.web_login_max_failures_account,
+        max_failures_address=settings.web_login_max_failures_address,
+    )
     return app

@@ -1,9 +1,11 @@
-"""Sessions, CSRF tokens and response headers for the review app.
+"""Session cookie contents, CSRF tokens and response headers for the review app.
 
-The session is Starlette's signed cookie (itsdangerous, keyed by the web secret); it holds
-the reviewer id and a random CSRF token. Every state-changing request is a POST that must
-carry that token in a form field (synchroniser-token pattern); a POST without a logged-in
-reviewer is refused unless it carries a valid signed review link.
+The cookie is Starlette's signed session cookie (itsdangerous, keyed by the web secret); it
+holds a random CSRF token and, once signed in, the token of a server-side session
+(`alerts.sessions`: the `web_sessions` row decides whether it still signs anyone in).
+Every state-changing request is a POST that must carry the CSRF token in a form field
+(synchroniser-token pattern); a POST without a signed-in reviewer is refused unless it
+carries a valid signed review link.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import secrets
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
-SESSION_REVIEWER = "rid"
+SESSION_TOKEN = "sid"
 SESSION_CSRF = "csrf"
 
 # Pages only load what the app serves itself; nothing may frame them; the signed tokens in
@@ -50,20 +52,21 @@ def check_csrf(request: Request, form: FormData) -> None:
         raise CsrfError("missing or wrong CSRF token")
 
 
-def login(request: Request, reviewer_id: int) -> None:
-    """Start a fresh session (no fixation): new CSRF token, the reviewer's id."""
+def login(request: Request, session_token: str) -> None:
+    """Start a fresh cookie (no fixation): new CSRF token, the new server session's token."""
     request.session.clear()
-    request.session[SESSION_REVIEWER] = reviewer_id
+    request.session[SESSION_TOKEN] = session_token
     request.session[SESSION_CSRF] = secrets.token_urlsafe(32)
 
 
 def logout(request: Request) -> None:
+    """Forget everything in the cookie (the server-side session is ended separately)."""
     request.session.clear()
 
 
-def reviewer_id(request: Request) -> int | None:
-    value = request.session.get(SESSION_REVIEWER)
-    return value if isinstance(value, int) else None
+def session_token(request: Request) -> str | None:
+    value = request.session.get(SESSION_TOKEN)
+    return value if isinstance(value, str) and value else None
 
 
 def safe_next(value: str | None) -> str:

@@ -15,7 +15,8 @@ from alerts.feedback import UnknownMatch, record_decision
 from alerts.links import LinkExpired, LinkInvalid
 from alerts.model import load_listing_views
 from alerts.render import LinkedImages, render_html
-from alerts.reviewers import authenticate, get_reviewer
+from alerts.reviewers import Reviewer, authenticate, get_reviewer
+from alerts.sessions import end_session, prune_sessions, session_reviewer, start_session
 from alerts.web import queries
 from alerts.web.security import (
     CsrfError,
@@ -23,8 +24,17 @@ from alerts.web.security import (
     csrf_token,
     login,
     logout,
-    reviewer_id,
     safe_next,
+    session_token,
+)
+from alerts.web.throttle import (
+    DEVICE_COOKIE,
+    DEVICE_MAX_AGE_S,
+    Limits,
+    Throttled,
+    attempt_sign_in,
+    client_bucket,
+    prune_attempts,
 )
 
 log = logging.getLogger(__name__)
@@ -41,14 +51,14 @@ def _db(request: Request, fn, *args: Any) -> Any:
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
-    rid = reviewer_id(request)
+    reviewer: Reviewer | None = getattr(request.state, "reviewer", None)
     context.setdefault("flash", request.session.pop("flash", None))
     context.setdefault("error", None)
     context.update(
         request=request,
         csrf=csrf_token(request),
-        signed_in=rid is not None,
-        me=request.session.get("email"),
+        signed_in=reviewer is not None,
+        me=reviewer.email if reviewer else None,
     )
     return request.app.state.templates.TemplateResponse(
         request, f"web/{name}", context, status_code=status_code
@@ -72,41 +82,84 @@ async def _form(request: Request):
 # --- authentication -------------------------------------------------------------------
 
 
+def _sign_in(conn, email: str, password: str, address: str, device: str | None,
+             limits: Limits, max_age_s: int) -> Throttled | str | None:
+    """Throttle, check the password; on success start a server-side session (its token)."""
+    result = attempt_sign_in(conn, email, address, device, limits,
+                             lambda: authenticate(conn, email, password))
+    if not isinstance(result, Reviewer):
+        return result
+    token = start_session(conn, result.id, max_age_s, address)
+    prune_sessions(conn)
+    prune_attempts(conn)
+    return token
+
+
+def _minutes(seconds: int) -> str:
+    minutes = max(1, -(-seconds // 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
 async def login_page(request: Request) -> Response:
     if request.method == "GET":
         return _render(request, "login.html", next=safe_next(request.query_params.get("next")))
     form = await _form(request)
-    email = str(form.get("email", ""))[:320]
+    email = str(form.get("email", ""))[:320].strip().lower()
     password = str(form.get("password", ""))[:1024]
-    reviewer = await _db(request, authenticate, email, password)
-    if reviewer is None:
-        return _render(
-            request, "login.html", status_code=401, error="Wrong e-mail or password.",
-            next=safe_next(str(form.get("next", "/"))),
+    next_page = safe_next(str(form.get("next", "/")))
+    address = client_bucket(request.client.host if request.client else None)
+    devices = request.app.state.device_cookies
+    device = devices.nonce(request.cookies.get(DEVICE_COOKIE), email)
+    result = await _db(request, _sign_in, email, password, address, device,
+                       request.app.state.login_limits,
+                       request.app.state.settings.web_session_max_age_s)
+    if isinstance(result, Throttled):
+        response = _render(
+            request, "login.html", status_code=429, next=next_page,
+            error=("Too many failed sign-in attempts. Sign-in is paused here for about "
+                   f"{_minutes(result.retry_after_s)}; a browser you have signed in with "
+                   "before is not affected."),
         )
-    login(request, reviewer.id)
-    request.session["email"] = reviewer.email
-    return RedirectResponse(safe_next(str(form.get("next", "/"))), status_code=303)
+        response.headers["Retry-After"] = str(result.retry_after_s)
+        return response
+    if result is None:
+        return _render(request, "login.html", status_code=401,
+                       error="Wrong e-mail or password.", next=next_page)
+    login(request, result)
+    response = RedirectResponse(next_page, status_code=303)
+    if device is None:  # this browser now knows the account: its own throttling bucket
+        response.set_cookie(
+            DEVICE_COOKIE, devices.issue(email), max_age=DEVICE_MAX_AGE_S, path="/login",
+            httponly=True, samesite="lax", secure=request.app.state.https,
+        )
+    return response
 
 
 async def logout_action(request: Request) -> Response:
+    """End the server-side session (a copy of the cookie is worthless afterwards)."""
     await _form(request)
+    token = session_token(request)
+    if token is not None:
+        await _db(request, end_session, token, "logout")
     logout(request)
     return RedirectResponse("/login", status_code=303)
 
 
-def _active(conn, rid: int) -> bool:
-    reviewer = get_reviewer(conn, rid)
-    return reviewer is not None and reviewer.active
-
-
 async def _require_login(request: Request) -> int | None:
-    """The signed-in reviewer's id; a disabled account's session ends here."""
-    rid = reviewer_id(request)
-    if rid is not None and not await _db(request, _active, rid):
+    """The signed-in reviewer's id, from a live server-side session, or None.
+
+    A session that was logged out, expired, or ended by a password change or by disabling
+    the reviewer signs nobody in; the cookie is emptied.
+    """
+    token = session_token(request)
+    if token is None:
+        return None
+    reviewer = await _db(request, session_reviewer, token)
+    if reviewer is None:
         logout(request)
         return None
-    return rid
+    request.state.reviewer = reviewer
+    return reviewer.id
 
 
 # --- pages ----------------------------------------------------------------------------
@@ -218,7 +271,7 @@ async def submit_page(request: Request) -> Response:
         if request.method == "GET":
             return _login_redirect(request)
         raise HTTPException(403, "sign in to submit listings")
-    requested_by = f"web:{request.session.get('email') or rid}"
+    requested_by = f"web:{request.state.reviewer.email}"
     result, url, status = None, "", 200
     if request.method == "POST":
         form = await _form(request)

@@ -4,6 +4,10 @@ Idempotent by construction: objects are keyed by accession number, photos by sha
 a photo already linked to its object is recognised from its bytes' hash alone, so a second
 import reads the files but decodes nothing (that is what makes it fast). Decoding, hashing
 and storing new photos runs in a process pool, since it is CPU-bound.
+
+An object's `url` is stored only when it is an http(s) URL (the digest and the review app
+link to it); any other (`javascript:`, `data:`, a bare path) is reported in
+`ImportReport.refused_urls` and the object is imported without one.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from artwatch.catalogue.manifest import ManifestError, ManifestRow, read_manifes
 from artwatch.images.decode import ImageRejected
 from artwatch.images.records import record_images
 from artwatch.images.store import ImageStore, StoredImage
+from artwatch.urlsafety import is_web_url
 
 __all__ = ["ImportReport", "ManifestError", "import_catalogue"]
 
@@ -39,10 +44,11 @@ class ImportReport:
     photos_already_present: int = 0
     skipped: list[str] = field(default_factory=list)  # unreadable / rejected photos
     duplicates: list[str] = field(default_factory=list)  # one photo under two objects
+    refused_urls: list[str] = field(default_factory=list)  # object URLs not http(s): not kept
 
     @property
     def errors(self) -> list[str]:
-        return self.duplicates + self.skipped
+        return self.duplicates + self.skipped + self.refused_urls
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,11 @@ class _Candidate:
     sha256: str
 
 
-def _store_one(args: tuple[str, str, int, int]) -> StoredImage | str:
+def _store_one(args: tuple[str, str, int, int, int]) -> StoredImage | str:
     """Worker: validate and store one photo; an error message instead of raising."""
-    path, root, max_bytes, max_pixels = args
-    store = ImageStore(Path(root), max_bytes=max_bytes, max_pixels=max_pixels)
+    path, root, max_bytes, max_pixels, min_side = args
+    store = ImageStore(Path(root), max_bytes=max_bytes, max_pixels=max_pixels,
+                       min_side=min_side)
     try:
         return store.put(Path(path).read_bytes())
     except ImageRejected as exc:
@@ -82,7 +89,15 @@ def _upsert_objects(
     for accession, obj_rows in by_object.items():
         first = obj_rows[0]
         title = next((r.title for r in obj_rows if r.title), None)
-        url = next((r.url for r in obj_rows if r.url), None)
+        url = None
+        for r in obj_rows:
+            if r.url and is_web_url(r.url):
+                url = url or r.url
+            elif r.url:
+                report.refused_urls.append(
+                    f"line {r.line}: object {accession}: url {r.url[:200]!r} is not an "
+                    "http(s) URL; imported without a link"
+                )
         meta = Jsonb(_object_metadata(obj_rows))
         row = conn.execute(
             """
@@ -182,7 +197,8 @@ def import_catalogue(
     if progress:
         progress(len(candidates) - len(todo))
 
-    jobs = [(str(c.path), str(store.root), store.max_bytes, store.max_pixels) for c in todo]
+    jobs = [(str(c.path), str(store.root), store.max_bytes, store.max_pixels, store.min_side)
+            for c in todo]
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) > 32 else None
     try:
         results = pool.map(_store_one, jobs, chunksize=16) if pool else map(_store_one, jobs)

@@ -12,7 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from artwatch.settings import Settings, get_settings
+from artwatch.settings import Settings, SettingsError, get_settings, redact_url
 
 _pool_lock = threading.Lock()
 _pools: dict[str, ConnectionPool] = {}
@@ -28,9 +28,38 @@ def database_url(settings: Settings | None = None) -> str:
     return EmbeddedPostgres(settings.services_dir / "postgres").ensure_running()
 
 
+CONNECT_TIMEOUT_S = 10
+
+
+class DatabaseUnreachable(SettingsError):
+    """PostgreSQL cannot be reached; the message names the setting (or the embedded server)."""
+
+
+def unreachable(url: str, exc: BaseException) -> DatabaseUnreachable:
+    """The one-line error for a failed connection to `url`."""
+    settings = get_settings()
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    if settings.database_url and url == settings.database_url:
+        where = f"ARTWATCH_DATABASE_URL ({redact_url(url)})"
+    else:
+        where = f"PostgreSQL at {redact_url(url)}"
+    return DatabaseUnreachable(f"{where}: cannot connect: {reason}")
+
+
 def connect(url: str | None = None, **kwargs: object) -> psycopg.Connection:
-    """A new connection with dict rows (caller closes it, e.g. `with connect() as conn`)."""
-    return psycopg.connect(url or database_url(), row_factory=dict_row, **kwargs)
+    """A new connection with dict rows (caller closes it, e.g. `with connect() as conn`).
+
+    Raises DatabaseUnreachable (naming ARTWATCH_DATABASE_URL) when the server cannot be
+    reached within CONNECT_TIMEOUT_S unless the URL sets its own connect_timeout.
+    """
+    url = url or database_url()
+    if "connect_timeout" not in url:
+        kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    kwargs.setdefault("row_factory", dict_row)
+    try:
+        return psycopg.connect(url, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise unreachable(url, exc) from exc
 
 
 def get_pool(url: str | None = None, settings: Settings | None = None) -> ConnectionPool:

@@ -17,6 +17,8 @@ from importlib import resources
 import psycopg
 from psycopg.rows import tuple_row
 
+from artwatch.db.connection import connect
+
 # Any fixed 64-bit number; it only has to be the same in every artwatch process.
 MIGRATION_LOCK_KEY = 0x61727477_61746368  # "artwatch"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -77,7 +79,7 @@ def applied_migrations(conn: psycopg.Connection) -> dict[int, str]:
 def migrate(url: str) -> list[Migration]:
     """Apply pending migrations; return those this call applied."""
     applied_now: list[Migration] = []
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
             _ensure_table(conn)
@@ -105,6 +107,6 @@ def migrate(url: str) -> list[Migration]:
 
 def pending_migrations(url: str) -> list[Migration]:
     """Migrations the database at `url` has not applied yet."""
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         done = applied_migrations(conn)
     return [m for m in available_migrations() if m.version not in done]

@@ -1,7 +1,8 @@
 """Turn untrusted image bytes into an RGB picture a model can use, or a reason why not.
 
 Listing photos come from the open internet, so every limit is checked before pixels are
-decoded: byte size, format allow-list, pixel count (decompression bombs). What passes is
+decoded: byte size, format allow-list, a minimum side (tracking pixels, spacers and icons
+are not photos of an object), pixel count (decompression bombs). What passes is
 normalised the same way for every consumer (EXIF orientation applied, first frame of an
 animation, CMYK / palette / 16-bit / alpha converted to 8-bit RGB) so training, the matcher
 and the perceptual hash all see the same picture.
@@ -121,8 +122,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
-def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImage:
-    """Validate and normalise `data`; raise ImageRejected with the reason otherwise."""
+def decode_image(
+    data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 1
+) -> DecodedImage:
+    """Validate and normalise `data`; raise ImageRejected with the reason otherwise.
+
+    `min_side`: the least width and height in pixels (reason `too_small` below it).
+    """
     if not data:
         raise ImageRejected("empty", "zero-byte file")
     if len(data) > max_bytes:
@@ -137,6 +143,11 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
             width, height = image.size
             if width <= 0 or height <= 0:
                 raise ImageRejected("corrupt", "image has no pixels")
+            if min(width, height) < min_side:
+                raise ImageRejected(
+                    "too_small",
+                    f"{width}x{height} is below the {min_side}-pixel minimum width and height",
+                )
             if width * height > max_pixels:
                 raise ImageRejected(
                     "too_many_pixels",

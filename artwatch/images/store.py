@@ -33,13 +33,19 @@ class StoredImage:
     path: Path
 
 
+DEFAULT_MIN_SIDE: int = Settings.model_fields["min_image_side"].default
+
+
 class ImageStore:
     """Validate, normalise and keep photos under `root/ab/cd/<sha256>`."""
 
-    def __init__(self, root: Path, *, max_bytes: int, max_pixels: int) -> None:
+    def __init__(
+        self, root: Path, *, max_bytes: int, max_pixels: int, min_side: int = DEFAULT_MIN_SIDE
+    ) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
+        self.min_side = min_side
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> ImageStore:
@@ -48,6 +54,7 @@ class ImageStore:
             settings.images_dir,
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
+            min_side=settings.min_image_side,
         )
 
     def path_for(self, sha256: str) -> Path:
@@ -58,7 +65,8 @@ class ImageStore:
 
     def decode(self, data: bytes) -> DecodedImage:
         """Check and normalise bytes under this store's limits (raises ImageRejected)."""
-        return decode_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        return decode_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
+                            min_side=self.min_side)
 
     def put(self, data: bytes) -> StoredImage:
         """Store `data` if it is an acceptable photo; raise ImageRejected otherwise."""

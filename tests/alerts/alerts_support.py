@@ -1,7 +1,9 @@
-"""Helpers shared by the alerts tests: a recording SMTP handler, a free loopback port."""
+"""Helpers shared by the alerts tests: a recording SMTP handler, a free loopback port,
+signing in to the review app over HTTP."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -37,3 +39,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page's form carries."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def sign_in(client, email: str, password: str, next_page: str = "/"):
+    """POST the sign-in form as a browser would (GET for the CSRF token first)."""
+    token = csrf_of(client.get("/login").text)
+    return client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": token,
+                        "next": next_page}
+    )

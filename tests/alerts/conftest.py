@@ -70,9 +70,8 @@ class WebServer:
     settings: object
 
 
-@pytest.fixture
-def web_server(clean_db) -> Iterator[WebServer]:
-    """The review app on a real uvicorn server on loopback (in a thread)."""
+def start_web_server(db_url: str, **overrides: object) -> Iterator[WebServer]:
+    """The review app on a real uvicorn server on loopback (in a thread), until closed."""
     import time
 
     import uvicorn
@@ -87,8 +86,9 @@ def web_server(clean_db) -> Iterator[WebServer]:
         database_url=base.database_url,
         web_base_url=f"http://127.0.0.1:{port}",
         web_secret="test-secret-for-links-0123456789",
+        **overrides,
     )
-    app = create_app(settings, db_url=clean_db)
+    app = create_app(settings, db_url=db_url)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
@@ -104,3 +104,9 @@ def web_server(clean_db) -> Iterator[WebServer]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture
+def web_server(clean_db) -> Iterator[WebServer]:
+    """The review app on a real uvicorn server on loopback (in a thread)."""
+    yield from start_web_server(clean_db)

@@ -53,16 +53,19 @@ def test_reviewers_and_digest_commands_write_the_outbox(conn, store, settings):
 def test_beat_schedule_has_digest_cron_and_urgent_sweep():
     from celery.schedules import crontab
 
-    from alerts.tasks import cron_schedule
+    import alerts.tasks  # noqa: F401 (importing it puts both tasks on the beat schedule)
+    from artwatch.cron import crontab_of
     from artwatch.queue import SEND_DIGESTS, SEND_URGENT
     from artwatch.queue import app as celery_app
 
     schedule = {e["task"]: e["schedule"] for e in celery_app.conf.beat_schedule.values()}
     assert isinstance(schedule[SEND_DIGESTS], crontab)
     assert schedule[SEND_URGENT] == 60.0
-    assert cron_schedule("30 6 * * 1-5").hour == {6}
-    with pytest.raises(ValueError):
-        cron_schedule("every day")
+    assert crontab_of("30 6 * * 1-5").hour == {6}
+    with pytest.raises(ValueError, match="five fields"):
+        crontab_of("every day")
+    with pytest.raises(ValueError, match="hour '25'"):
+        crontab_of("0 25 * * *")
 
 
 @pytest.mark.slow

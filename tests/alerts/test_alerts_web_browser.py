@@ -85,3 +85,43 @@ def test_reviewer_signs_in_opens_a_match_and_confirms_it(
     assert row["status"] == "confirmed" and row["email"] == "ana@museum.test"
     assert row["note"].startswith("Same repair")
     page.close()
+
+
+@pytest.mark.slow
+def test_sign_out_in_the_browser_ends_the_session_a_copied_cookie_held(
+    conn, web_server, browser
+):
+    ana = add_reviewer(conn, "ana@museum.test", "correct horse battery", name="Ana Reviewer")
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{web_server.base_url}/login")
+    page.fill("#email", "ana@museum.test")
+    page.fill("#password", "correct horse battery")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{web_server.base_url}/")
+    copied = [c for c in context.cookies() if c["name"] == "artwatch_session"]
+    assert len(copied) == 1 and copied[0]["httpOnly"]
+
+    # The copy signs in a second browser while the session stands ...
+    thief = browser.new_context()
+    thief.add_cookies(copied)
+    stolen = thief.new_page()
+    stolen.goto(f"{web_server.base_url}/")
+    assert stolen.url == f"{web_server.base_url}/" and "open matches" in stolen.inner_text("h1")
+
+    page.click("header button:has-text('Sign out')")
+    page.wait_for_url("**/login")
+    page.goto(f"{web_server.base_url}/")
+    assert "/login" in page.url
+
+    # ... and not after the sign-out, though the cookie is byte for byte the same.
+    stolen.goto(f"{web_server.base_url}/")
+    assert "/login" in stolen.url
+    assert stolen.locator("h1").inner_text() == "Sign in"
+    row = conn.execute(
+        "SELECT end_reason FROM web_sessions WHERE reviewer_id = %s", (ana.id,)
+    ).fetchone()
+    assert row["end_reason"] == "logout"
+    thief.close()
+    context.close()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 import httpx
 import pytest
+from alerts_support import csrf_of, sign_in
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from alerts.links import SALT, ReviewLinks
@@ -16,15 +16,8 @@ from alerts.sample import seed_matches
 PASSWORD = "correct horse battery"
 
 
-def _csrf(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
 def _login(client: httpx.Client, email: str = "ana@museum.test", password: str = PASSWORD):
-    token = _csrf(client.get("/login").text)
-    return client.post(
-        "/login", data={"email": email, "password": password, "csrf_token": token, "next": "/"}
-    )
+    return sign_in(client, email, password)
 
 
 @pytest.fixture
@@ -57,7 +50,7 @@ def test_anonymous_reads_redirect_and_writes_are_refused(conn, seeded, ana, clie
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
     r = client.get(f"/matches/{match}")
     assert r.status_code == 303
-    token = _csrf(client.get("/login").text)  # even with a session's CSRF token
+    token = csrf_of(client.get("/login").text)  # even with a session's CSRF token
     r = client.post(f"/matches/{match}/review", data={"decision": "confirm", "csrf_token": token})
     assert r.status_code == 403
     assert client.post("/submit", data={"url": "http://x", "csrf_token": token}).status_code == 403
@@ -69,7 +62,7 @@ def test_anonymous_reads_redirect_and_writes_are_refused(conn, seeded, ana, clie
 
 def test_login_wrong_password_and_open_redirect(ana, client):
     assert _login(client, password="wrong password!").status_code == 401
-    token = _csrf(client.get("/login").text)
+    token = csrf_of(client.get("/login").text)
     r = client.post("/login", data={"email": "ana@museum.test", "password": PASSWORD,
                                     "csrf_token": token, "next": "//evil.example/x"})
     assert r.status_code == 303 and r.headers["location"] == "/"
@@ -91,7 +84,7 @@ def test_csrf_token_required_for_every_write(conn, seeded, ana, client):
         r = other.post("/login", data={"email": "ana@museum.test", "password": PASSWORD})
         assert r.status_code == 403
     assert _status(conn, match) == "open"
-    token = _csrf(client.get(f"/matches/{match}").text)
+    token = csrf_of(client.get(f"/matches/{match}").text)
     r = client.post(url, data={"decision": "dismiss", "note": "not it", "csrf_token": token})
     assert r.status_code == 303 and _status(conn, match) == "dismissed"
 
@@ -135,7 +128,7 @@ def test_signed_links_forged_expired_and_valid(conn, seeded, ana, web_server, cl
                        ("garbage", "not valid"), (expired, "expired")):
         r = client.get(f"/r/{bad}")
         assert r.status_code == 403 and words in r.text
-        token = _csrf(client.get("/login").text)  # a valid session token does not help
+        token = csrf_of(client.get("/login").text)  # a valid session token does not help
         r = client.post(f"/r/{bad}", data={"csrf_token": token})
         assert r.status_code == 403
     assert _status(conn, match) == "open"
@@ -145,7 +138,7 @@ def test_signed_links_forged_expired_and_valid(conn, seeded, ana, web_server, cl
     assert r.status_code == 200 and "Confirm match" in r.text
     assert _status(conn, match) == "open"
     assert client.post(f"/r/{good}", data={}).status_code == 403  # CSRF still required
-    r = client.post(f"/r/{good}", data={"csrf_token": _csrf(r.text), "note": "seen it"})
+    r = client.post(f"/r/{good}", data={"csrf_token": csrf_of(r.text), "note": "seen it"})
     assert r.status_code == 200 and "confirmed" in r.text
     review = conn.execute("SELECT reviewer_id, decision, note FROM reviews").fetchone()
     assert dict(review) == {"reviewer_id": ana.id, "decision": "confirm", "note": "seen it"}
@@ -179,7 +172,7 @@ def test_queue_and_photos_for_signed_in_reviewer(conn, seeded, ana, client):
 
 def test_manual_resubmission_uses_the_submit_code_path(conn, seeded, ana, client):
     _login(client)
-    token = _csrf(client.get("/submit").text)
+    token = csrf_of(client.get("/submit").text)
     r = client.post("/submit", data={"url": "http://169.254.169.254/latest/meta-data",
                                      "csrf_token": token})
     assert r.status_code == 400 and "Not submitted" in r.text
@@ -207,7 +200,7 @@ def test_disabled_reviewer_is_signed_out_and_alert_pages_are_personal(
     set_active(conn, "ana@museum.test", False)
     r = client.get("/")
     assert r.status_code == 303 and "/login" in r.headers["location"]
-    token = _csrf(client.get("/login").text)
+    token = csrf_of(client.get("/login").text)
     r = client.post(f"/matches/{seeded.match_ids[0]}/review",
                     data={"decision": "confirm", "csrf_token": token})
     assert r.status_code == 403 and _status(conn, seeded.match_ids[0]) == "open"

@@ -14,7 +14,7 @@ from crawler.listings import save_lot
 
 def _photo(image_store, colour: tuple[int, int, int]):
     out = io.BytesIO()
-    Image.new("RGB", (40, 30), colour).save(out, "PNG")
+    Image.new("RGB", (40, 32), colour).save(out, "PNG")
     return image_store.put(out.getvalue())
 
 

@@ -139,6 +139,31 @@ def test_cli_import_and_stats(clean_db: str, tmp_path: Path) -> None:
     assert "objects: 3" in result.output and "photos: 12" in result.output
 
 
+def test_only_http_object_urls_are_stored_others_reported(clean_db: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from artwatch.cli import app
+    from artwatch.db import connect
+
+    rows = _write_catalogue(tmp_path / "cat", objects=4, photos=1)
+    hostile = ["javascript:alert(1)", "data:text/html,<script>alert(1)</script>",
+               "/objects/2"]
+    for row, url in zip(rows, hostile, strict=False):
+        row["url"] = url
+    _write_manifest(tmp_path / "cat", rows)
+    result = CliRunner().invoke(app, ["catalogue", "import", str(tmp_path / "cat")])
+    assert result.exit_code == 0, result.output
+    refused = [line for line in result.output.splitlines() if line.startswith("url refused")]
+    assert len(refused) == 3 and "3 URLs refused" in result.output
+    assert "line 2: object TEST.000: url 'javascript:alert(1)' is not an http(s) URL" in (
+        refused[0])
+    with connect(clean_db) as conn:
+        urls = {r["accession"]: r["url"]
+                for r in conn.execute("SELECT accession, url FROM objects")}
+    assert urls == {"TEST.000": None, "TEST.001": None, "TEST.002": None,
+                    "TEST.003": "https://museum.invalid/3"}
+
+
 @pytest.mark.coil100
 @pytest.mark.skipif(not (COIL100 / "manifest.csv").is_file(), reason="COIL-100 not present")
 def test_coil100_import_rate(conn: psycopg.Connection, tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from artwatch.cli import _redact, app
+from artwatch.cli import app
+from artwatch.settings import redact_url
 
 runner = CliRunner()
 
@@ -30,5 +31,5 @@ def test_db_status_lists_applied_migrations(clean_db: str) -> None:
 
 
 def test_passwords_never_printed() -> None:
-    assert _redact("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
-    assert "s3cret" not in _redact("postgresql://user:s3cret@db/artwatch")
+    assert redact_url("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert "s3cret" not in redact_url("postgresql://user:s3cret@db/artwatch")

@@ -80,6 +80,24 @@ def test_oversized_file_rejected(tmp_path: Path) -> None:
     assert info.value.reason == "too_large"
 
 
+def test_photo_below_the_minimum_side_rejected(tmp_path: Path) -> None:
+    from artwatch.settings import load_settings
+
+    store = ImageStore.from_settings(load_settings(data_dir=tmp_path))
+    assert store.min_side == 32  # ARTWATCH_MIN_IMAGE_SIDE's default
+    for size in ((1, 1), (31, 400), (400, 31)):
+        with pytest.raises(ImageRejected) as info:
+            store.put(_encode(Image.new("RGB", size, (9, 9, 9)), "PNG"))
+        assert info.value.reason == "too_small"
+        assert f"{size[0]}x{size[1]} is below the 32-pixel minimum" in info.value.detail
+    assert not any(p.is_file() for p in store.root.rglob("*"))  # no file kept
+    assert store.put(_encode(_photo((32, 32)), "PNG")).width == 32
+    assert len([p for p in store.root.rglob("*") if p.is_file()]) == 1
+    narrow = ImageStore(tmp_path / "s", max_bytes=1 << 20, max_pixels=1 << 20, min_side=64)
+    with pytest.raises(ImageRejected, match="64-pixel minimum"):
+        narrow.put(_encode(_photo((63, 200)), "PNG"))
+
+
 def test_cmyk_jpeg_converted_to_rgb(image_store: ImageStore) -> None:
     rgb = _photo()
     stored = image_store.put(_encode(rgb.convert("CMYK"), "JPEG", quality=95))
@@ -108,7 +126,7 @@ def test_palette_with_transparency_composited_on_white(image_store: ImageStore) 
 
 
 def test_animated_gif_uses_first_frame(image_store: ImageStore) -> None:
-    frames = [Image.new("RGB", (40, 30), colour) for colour in ((200, 0, 0), (0, 200, 0))]
+    frames = [Image.new("RGB", (40, 32), colour) for colour in ((200, 0, 0), (0, 200, 0))]
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
     stored = image_store.put(buf.getvalue())
