@@ -6,8 +6,10 @@
    its object; the models stored in the bundle are then fitted on all rows.
 2. Listings: out-of-fold query images are grouped into simulated listings of 1-8 photos
    (photos of one catalogued object as positives; photos of objects the world left out and
-   ordinary-listing distractors as negatives). A first set fits how photos add up (the listing
-   model); a second, independent draw sets and reports the thresholds.
+   ordinary-listing distractors as negatives; the synthetic hash twins, which teach the photo
+   score what a hash collision looks like, stay out of the promise). A first set fits how
+   photos add up (the listing model); a second, independent draw sets and reports the
+   thresholds.
 3. Thresholds: per listing-size bucket, a conformal order statistic of the negative listings'
    scores (Vovk et al., "Algorithmic Learning in a Random World"; split conformal): with n
    negative listings and k of them at or above the threshold, a new negative listing from the
@@ -40,6 +42,7 @@ from matcher.scoring import (
     verification_targets,
 )
 from training.crossfit import QuerySet
+from training.views import TWIN
 
 MAX_LISTING = 8
 INTERVAL = (0.025, 0.975)
@@ -155,6 +158,8 @@ def simulate_listings(qs: QuerySet, seed: int, positives_per_pool: int = 2) -> L
     neg_pools: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     groups = _groups(qs)
     for i in range(len(qs.label)):
+        if qs.kind[i] == TWIN:  # synthetic hash twins teach the photo score, never promise
+            continue
         if qs.positive[i]:
             pos_pools[(int(qs.world[i]), int(qs.label[i]))].append(i)
         else:

@@ -14,7 +14,8 @@ the queries are
   the world that holds their photo out);
 * the listing views and re-used copy of the reference photos of fold f + 2 (`listing` /
   `reuse` of a photo the catalogue has: the "same photo, re-photographed or re-used" case,
-  each photo in one world only; the query views are never whitening training data);
+  each photo in one world only; the query views are never whitening training data), and
+  their hash twins (`twin`: another picture with the same perceptual hash, a negative);
 * a share of the distractor photos (ordinary listings), negatives in exactly one world.
 
 `world_evidence` computes every query's candidate objects and evidence rows
@@ -45,7 +46,7 @@ from matcher.evidence import (
 from matcher.scoring import verifiable
 from matcher.verify import LocalFeatures, verify
 from training.catalogue import Photo
-from training.views import LISTING, REUSE, STUDIO, QueryImage, ViewSet
+from training.views import LISTING, REUSE, STUDIO, TWIN, QueryImage, ViewSet
 from training.whitening import default_dim, fit_whitening
 
 DISTRACTOR = "distractor"
@@ -278,7 +279,11 @@ def _world_queries(
         if out[i] or same[i]:
             for j in range(query_views):
                 add(views.views[i, j], i, LISTING, images[1 + j], f"{i}:listing:{j}")
-            add(views.reuse[i], i, REUSE, images[-1], f"{i}:reuse")
+            add(views.reuse[i], i, REUSE, images[-2], f"{i}:reuse")
+        if same[i]:  # a different picture with this reference photo's hash: no object
+            feats.append(views.twin[i])
+            info.append({"photo": i, "kind": TWIN, "image": images[-1], "key": f"{i}:twin",
+                         "label": -1, "positive": False})
     for d in range(world, len(distractors.queries), plan.k):
         add(distractors.queries[d], -1, DISTRACTOR, distractors.query_images[d], f"d:{d}")
     return (np.stack(feats) if feats else np.zeros((0, views.originals.shape[1]))), info

@@ -8,7 +8,10 @@ For each catalogue photo:
   half the time). All of them teach the whitening what does not identify an object; the first
   `query_views` are also the listing-style out-of-fold queries that calibration measures;
 * one re-used copy (`reuse_copy`: the museum's own photo cropped, mirrored, watermarked,
-  re-saved), the positive example of photo re-use.
+  re-saved), the positive example of photo re-use;
+* one hash twin (`hash_twin`: its coarse layout with another object's detail, a different
+  picture with the same perceptual hash), the negative example of photo re-use: museum photos
+  of different objects on one plain backdrop collide on a hash.
 
 Rendering runs in worker processes (the simulator is numpy/Pillow code), each photo's images
 seeded by (seed, photo sha256, index) so a re-run gives the same pixels. The parent turns the
@@ -29,14 +32,14 @@ import torch
 from PIL import Image
 
 from artwatch.demo.catalogue import pool_context, worker_init
-from artwatch.demo.marketplace import reuse_copy, simulate_listing_photo
+from artwatch.demo.marketplace import hash_twin, reuse_copy, simulate_listing_photo
 from artwatch.images.decode import perceptual_hash_pair
 from matcher.preprocess import Preprocess
 from matcher.verify import LocalFeatures, extract
 from training.catalogue import Photo
 
-# Query image kinds, in the order `PhotoViews.query_images()` lists them.
-STUDIO, LISTING, REUSE = "studio", "listing", "reuse"
+# Query image kinds, in the order `ViewSet.queries[i]` lists them.
+STUDIO, LISTING, REUSE, TWIN = "studio", "listing", "reuse", "twin"
 
 
 @dataclass
@@ -53,14 +56,16 @@ class QueryImage:
 class ViewSet:
     """Pooled backbone features of every catalogue photo and its synthetic images.
 
-    `originals` (n x d), `views` (n x n_views x d), `reuse` (n x d): float32, not normalised.
-    `queries[i]` describes photo i's query images: the original, the first `query_views`
-    listing views, the re-used copy (features: originals[i], views[i, j], reuse[i]).
+    `originals` (n x d), `views` (n x n_views x d), `reuse` and `twin` (n x d): float32, not
+    normalised. `queries[i]` describes photo i's query images: the original, the first
+    `query_views` listing views, the re-used copy, the hash twin (features: originals[i],
+    views[i, j], reuse[i], twin[i]).
     """
 
     originals: np.ndarray
     views: np.ndarray
     reuse: np.ndarray
+    twin: np.ndarray
     queries: list[list[QueryImage]] = field(default_factory=list)
     reference_local: list[LocalFeatures | None] = field(default_factory=list)
 
@@ -102,8 +107,20 @@ _preprocess: Preprocess | None = None
 _Rendered = tuple[int, np.ndarray, list[QueryImage], LocalFeatures | None]
 
 
+def _partner(index: int) -> Photo:
+    """Another object's photo (deterministic), whose detail makes photo `index`'s hash twin."""
+    photo = _photos[index]
+    n = len(_photos)
+    step = 1 + int(photo.key[:8], 16) % max(1, n - 1)
+    for k in range(n):
+        other = _photos[(index + step + k) % n]
+        if other.object_id != photo.object_id:
+            return other
+    return photo  # a one-object catalogue: no twin possible, the photo itself stands in
+
+
 def _render(args: tuple[int, _Job]) -> _Rendered:
-    """Worker: pixels of [original, views..., reuse copy] and the query images' evidence."""
+    """Worker: pixels of [original, views..., reuse copy, twin] and the query images' evidence."""
     index, job = args
     photo = _photos[index]
     assert _preprocess is not None
@@ -114,10 +131,11 @@ def _render(args: tuple[int, _Job]) -> _Rendered:
         for j in range(job.n_views)
     ]
     images.append(reuse_copy(original, photo_seed(job.seed, photo.key, 10_000)))
+    images.append(hash_twin(original, _partner(index).load()))
     pixels = np.stack([_preprocess.fit(im) for im in images])
     kinds = [(STUDIO, images[0])]
     kinds += [(LISTING, images[1 + j]) for j in range(min(job.query_views, job.n_views))]
-    kinds.append((REUSE, images[-1]))
+    kinds += [(REUSE, images[-2]), (TWIN, images[-1])]
     queries = []
     for kind, im in kinds:
         h, m = perceptual_hash_pair(im)
@@ -151,10 +169,10 @@ def render_views(
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> ViewSet:
-    """Features of every photo's original, `n_views` listing views and re-used copy."""
+    """Features of every photo's original, `n_views` listing views, re-used copy, hash twin."""
     global _photos, _preprocess
     n = len(photos)
-    per_photo = n_views + 2
+    per_photo = n_views + 3
     dim = None
     out: np.ndarray | None = None
     queries: list[list[QueryImage]] = [[] for _ in range(n)]
@@ -206,7 +224,8 @@ def render_views(
     return ViewSet(
         originals=out[:, 0],
         views=out[:, 1 : 1 + n_views],
-        reuse=out[:, -1],
+        reuse=out[:, -2],
+        twin=out[:, -1],
         queries=queries,
         reference_local=reference_local,
     )

@@ -8,7 +8,11 @@ image retrieval with no human annotation" (TPAMI 2018, "learned whitening", Lw):
    views, and synthetic listing views of each photo: new backgrounds, light, crops, a phone
    camera), so that directions in which one object's photos vary are shrunk;
 2. rotate to the principal directions of the *between-object* scatter of the whitened object
-   means and keep the first `dim`, so that what is left separates objects.
+   means, so that the first directions are those that separate objects. A catalogue of n
+   objects gives only n - 1 of them; the rest of the `dim` output directions continue with
+   the principal directions of all the whitened photos (generic appearance). Keeping them
+   matters for objects in no catalogue: squeezed into the n - 1 directions that separate the
+   catalogue's objects, an unknown object lands on a catalogued one.
 
 It is closed-form (two eigen-decompositions of d x d matrices, d = 1280 for Lite0), so a model
 per cross-fitting fold costs a second, and it cannot forget what pretraining knew: the backbone
@@ -47,8 +51,8 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 
 def default_dim(n_objects: int, feature_dim: int, cap: int = 512) -> int:
-    """Output size: the between-object scatter has rank <= objects - 1; never above `cap`."""
-    return int(max(2, min(cap, feature_dim, n_objects - 1)))
+    """Output size: `cap` (at most the feature size); see the module docstring."""
+    return int(max(2, min(cap, feature_dim)))
 
 
 def fit_whitening(
@@ -82,6 +86,13 @@ def fit_whitening(
     whiten = eigvec / np.sqrt(eigval)
     centres = means @ whiten  # object means in the whitened space
     centres -= centres.mean(0)
-    _, _, vt = np.linalg.svd(centres, full_matrices=False)
-    dim = int(min(dim, vt.shape[0]))
-    return WhiteningFit(mean=mean, projection=whiten @ vt[:dim].T)
+    _, sv, vt = np.linalg.svd(centres, full_matrices=False)
+    between = vt[sv > 1e-9 * max(sv.max(), 1e-30)]
+    basis = between
+    if len(basis) < dim:  # complete with the whitened photos' principal directions
+        rest = xc @ whiten
+        rest -= (rest @ basis.T) @ basis
+        _, _, vt_rest = np.linalg.svd(rest, full_matrices=False)
+        basis = np.vstack([basis, vt_rest[: dim - len(basis)]])
+    dim = int(min(dim, len(basis)))
+    return WhiteningFit(mean=mean, projection=whiten @ basis[:dim].T)

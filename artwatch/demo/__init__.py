@@ -46,6 +46,7 @@ _EXPORTS = {
     "generate_listings": "listings",
     "MarketplaceConfig": "marketplace",
     "MarketplaceTransform": "marketplace",
+    "hash_twin": "marketplace",
     "reuse_copy": "marketplace",
     "segment_object": "marketplace",
     "simulate_listing": "marketplace",

@@ -697,6 +697,23 @@ def reuse_copy(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return img
 
 
+def hash_twin(layout: Image.Image, detail: Image.Image) -> Image.Image:
+    """A picture of a *different* object with the same perceptual hash as `layout`.
+
+    The coarse light/dark layout of `layout` (what a 64-bit pHash keeps: the lowest spatial
+    frequencies) with the fine detail of `detail` (another object's photo): what two museum
+    photos of different objects on one plain backdrop look like to a perceptual hash. The
+    negative example photo-reuse evidence must not alert on (`training.views`).
+    """
+    base = layout.convert("RGB")
+    radius = max(2.0, max(base.size) / 48.0)
+    other = detail.convert("RGB").resize(base.size, Image.BICUBIC)
+    low = np.asarray(base.filter(ImageFilter.GaussianBlur(radius)), np.float32)
+    high = np.asarray(other, np.float32) - np.asarray(
+        other.filter(ImageFilter.GaussianBlur(radius)), np.float32)
+    return Image.fromarray(np.clip(np.rint(low + high), 0, 255).astype(np.uint8), "RGB")
+
+
 class MarketplaceTransform:
     """torchvision-style augmentation: `transform(pil_image) -> pil_image` as a listing photo.
 
