@@ -57,3 +57,31 @@ def deploy_bundle(catalogue_dirs: dict[str, Path], tmp_path_factory: pytest.Temp
                             distractors=60, progress=False, plots=False)
     train_deploy(load_manifest(catalogue_dirs["trained"]), request, log=lambda m: None)
     return out
+
+
+@pytest.fixture
+def served(conn, settings, catalogue_dirs, deploy_bundle: Path):  # noqa: ANN001
+    """Catalogue imported, the bundle registered, indexed and active; `recogniser()` loads
+    the matcher's recogniser as a worker would."""
+    from artwatch.catalogue.importer import import_catalogue
+    from artwatch.images import ImageStore
+    from matcher.bundle import Bundle
+    from matcher.indexing import index_catalogue
+    from matcher.recognise import MatchPolicy, Recogniser
+    from training.registry import activate_bundle, register_bundle
+
+    store = ImageStore.from_settings(settings)
+    import_catalogue(conn, catalogue_dirs["trained"], store, workers=1)
+    bundle_id = register_bundle(conn, deploy_bundle)
+    done, problems = index_catalogue(conn, Bundle.load(deploy_bundle), bundle_id, store)
+    assert done > 0 and problems == []
+    activate_bundle(conn, "recognition-test")
+    source = conn.execute(
+        "INSERT INTO sources (name, spider, start_urls) VALUES ('house', 'html', "
+        "ARRAY['http://127.0.0.1/']) RETURNING id").fetchone()["id"]
+
+    def recogniser() -> Recogniser:
+        return Recogniser.load(conn, store, MatchPolicy(), cache_dir=settings.local_features_dir)
+
+    return {"store": store, "source": source, "n": 0, "bundle_id": bundle_id,
+            "settings": settings, "recogniser": recogniser}
