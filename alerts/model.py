@@ -5,9 +5,11 @@ place. Matches come from the matcher; the fields of `matches.evidence` read here
 contract documented in alerts/README.md:
 
     image_id           listing photo (images.id) that matched            (required)
-    method             "phash" | "classifier" | "retrieval"                (required)
+    method             "verified" | "phash" | "retrieval" | "classifier"   (required)
     object_image_id    catalogue photo (images.id) that matched best      (optional)
-    scores             {"classifier": p, "retrieval": cos, "phash_distance": bits, ...}
+    scores             {"listing": P, "photo": p, "similarity": cos, "inliers": n,
+                        "phash_distance": bits, ...}
+    keypoints_image_id stored picture of the matched local features        (optional)
     saliency_image_id  stored overlay of what the model looked at         (optional)
 """
 
@@ -22,6 +24,7 @@ from typing import Any
 import psycopg
 
 METHOD_LABELS = {
+    "verified": "matching local features (geometrically verified)",
     "phash": "perceptual-hash reuse of a museum photo",
     "classifier": "instance classifier",
     "retrieval": "catalogue retrieval (embedding similarity)",
@@ -53,13 +56,20 @@ class Candidate:
     catalogue_photo: Photo | None
     saliency: Photo | None
     listing_photo_position: int | None = None
+    keypoints: Photo | None = None  # the matching local features, drawn
 
     @property
     def why(self) -> str:
         label = METHOD_LABELS.get(self.method, self.method or "unknown method")
-        if self.method == "phash" and "phash_distance" in self.scores:
-            label += f" (Hamming distance {self.scores['phash_distance']} bits)"
-        return label
+        details = []
+        if self.scores.get("inliers"):
+            details.append(f"{self.scores['inliers']} matching keypoints")
+        if self.scores.get("phash_distance") is not None and (
+                self.method == "phash" or "inliers" in self.scores):
+            details.append(f"Hamming distance {self.scores['phash_distance']} bits")
+        if isinstance(self.scores.get("similarity"), int | float):
+            details.append(f"similarity {self.scores['similarity']:.2f}")
+        return label + (f" ({', '.join(details)})" if details else "")
 
     @property
     def score_pct(self) -> str:
@@ -160,7 +170,7 @@ def load_listing_views(
     wanted: set[int] = set()
     for r in rows:
         ev = r["evidence"] or {}
-        for key in ("image_id", "object_image_id", "saliency_image_id"):
+        for key in ("image_id", "object_image_id", "saliency_image_id", "keypoints_image_id"):
             if (value := _int_or_none(ev.get(key))) is not None:
                 wanted.add(value)
     shas = {
@@ -218,6 +228,7 @@ def load_listing_views(
                 catalogue_photo=catalogue,
                 saliency=photo(_int_or_none(ev.get("saliency_image_id"))),
                 listing_photo_position=positions.get(matched_id) if matched_id else None,
+                keypoints=photo(_int_or_none(ev.get("keypoints_image_id"))),
             )
         )
     ordered = sorted(views.values(), key=lambda v: (-v.best_score, v.listing_id))

@@ -12,27 +12,40 @@ Two photo sets, both in one run:
   with new renders of its objects from unseen viewpoints (studio) and as listing photos, and
   generated objects in no catalogue.
 
-The catalogue goes through `artwatch train`'s default recipe (`training.deploy`); new photos go
-through the matcher's engine (`matcher.engine`: the bundle's embedding, the catalogue index
-with its distractor background, geometric verification, the calibrated score) and the listing
-decision (`matcher.scoring`: fusion over a listing's photos, the bundle's thresholds per
-listing size). The baseline is the pretrained backbone with no training at all: cosine kNN over
-the same catalogue photos, its acceptance threshold set on the same negative photos.
+The whole product path, in a PostgreSQL database of its own (created on the local server and
+dropped at the end): the catalogue is imported (`artwatch catalogue import`), trained on from
+the database with `artwatch train`'s default recipe (`training.deploy`), indexed and activated;
+every new photo is stored as a listing of one photo and decided by the matcher's own code
+(`matcher.recognise.Recogniser`: embedding, catalogue index with its distractor background,
+geometric verification, calibrated score, the listing decision at the bundle's thresholds);
+then listings of 1-4 listing photos are decided the same way. Figures are read back from the
+rows the matcher wrote: `predictions` (the ranking), `listing_decisions` and `matches` (the
+first candidate a reviewer sees). The baseline is the pretrained backbone with no training at
+all: cosine kNN over the same catalogue photos, its acceptance threshold set on the same
+negative photos.
 
 Printed per photo set: top-1/5/10, AUROC (catalogued vs uncatalogued photos by the best
 score), accepted and correct-and-accepted at 1% false alerts (threshold at the 99th percentile
-of the uncatalogued photos' best score), by photos per object; then the listing decision on
-simulated listings of 1-4 listing photos at the bundle's operating points: promised false
-alerts per 1,000 negative listings (and interval) vs measured, precision and recall.
+of the uncatalogued photos' best score), by photos per object; the first candidate stored in
+`matches` against the ranking's top-1; then the listing decision on listings of 1-4 listing
+photos at the bundle's operating points: promised false alerts per 1,000 negative listings (and
+interval) vs measured, precision and recall.
 
-    .venv/bin/python benchmarks/recognition.py                  # both sets, ~25-40 min on 2 cores
+    .venv/bin/python benchmarks/recognition.py                  # both sets, ~30-50 min on 2 cores
     .venv/bin/python benchmarks/recognition.py --sets coil --queries 4   # quicker
+
+The database server is ARTWATCH_BENCH_ADMIN_URL (default postgresql://postgres@127.0.0.1:5432/
+postgres); Redis is not needed.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -49,18 +62,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from artwatch.demo.marketplace import simulate_listing_photo  # noqa: E402
-from artwatch.images.decode import perceptual_hash_pair  # noqa: E402
 from matcher.bundle import Bundle  # noqa: E402
-from matcher.engine import reference_set, score_photos  # noqa: E402
 from matcher.model import build_model  # noqa: E402
-from matcher.scoring import (  # noqa: E402
-    bucket_of,
-    duplicate_groups,
-    fuse_listing,
-    operating_point,
-    threshold_for,
-)
-from matcher.verify import extract  # noqa: E402
+from matcher.scoring import bucket_of, operating_point, threshold_for  # noqa: E402
 from training.catalogue import Catalogue, Photo, load_manifest  # noqa: E402
 from training.deploy import DeployRequest, train_deploy  # noqa: E402
 
@@ -79,6 +83,7 @@ class NewPhoto:
 @dataclass
 class PhotoSet:
     name: str
+    catalogue_dir: Path  # manifest.csv + photos, as `artwatch catalogue import` reads them
     catalogue: Catalogue
     new: list[NewPhoto]
     notes: dict = field(default_factory=dict)
@@ -88,7 +93,19 @@ def _listing(image: Image.Image, seed: int) -> Image.Image:
     return simulate_listing_photo([image], np.random.default_rng([seed, 991])).convert("RGB")
 
 
-def coil_set(seed: int, queries: int) -> PhotoSet:
+def _write_catalogue(photos: list[Photo], out: Path) -> None:
+    """The chosen photos as a catalogue directory (copies, in a temporary directory)."""
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    with (out / "manifest.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["object_id", "image", "collection"])
+        for p in photos:
+            name = f"images/{Path(p.source).name}"
+            shutil.copyfile(COIL / p.source, out / name)
+            writer.writerow([p.object_id, name, p.collection])
+
+
+def coil_set(seed: int, queries: int, workdir: Path, negatives: int) -> PhotoSet:
     full = load_manifest(COIL)
     rng = np.random.default_rng(seed)
     by_object: dict[str, list[Photo]] = {}
@@ -105,17 +122,21 @@ def coil_set(seed: int, queries: int) -> PhotoSet:
         chosen = {(start + j * len(photos) // n) % len(photos) for j in range(n)} if n else set()
         catalogue += [photos[j] for j in sorted(chosen)]
         rest = [j for j in range(len(photos)) if j not in chosen]
-        for j in rng.choice(rest, min(queries, len(rest)), replace=False):
+        count = queries if n else negatives  # many uncatalogued photos: the 1% point is a tail
+        for j in rng.choice(rest, min(count, len(rest)), replace=False):
             img = photos[int(j)].load()
             ident = obj if n else None
             new.append(NewPhoto(img, ident, "studio", n))
             new.append(NewPhoto(_listing(img, seed * 100_003 + int(j) + 7 * i), ident,
                                 "listing", n))
+    _write_catalogue(catalogue, workdir)
     cat = Catalogue(catalogue, {"kind": "coil100-subset", "seed": str(seed)})
-    return PhotoSet("COIL-100", cat, new, {"objects": len(objects), "uncatalogued": n_out})
+    return PhotoSet("COIL-100", workdir, cat, new,
+                    {"objects": len(objects), "uncatalogued": n_out})
 
 
-def generated_set(seed: int, n_objects: int, queries: int, workdir: Path) -> PhotoSet:
+def generated_set(seed: int, n_objects: int, queries: int, workdir: Path,
+                  negatives: int) -> PhotoSet:
     from artwatch.demo import distractor_spec, generate_catalogue, object_spec
     from artwatch.demo.distractors import render_with_mask
     from artwatch.demo.marketplace import simulate_listing
@@ -130,13 +151,14 @@ def generated_set(seed: int, n_objects: int, queries: int, workdir: Path) -> Pho
     for i in range(n_objects + n_out):
         spec = object_spec(seed, i) if i < n_objects else distractor_spec(seed, 50_000 + i)
         ident = spec.object_id if i < n_objects else None
-        for q in range(queries):
+        for q in range(queries if i < n_objects else negatives):
             rng = np.random.default_rng([seed, 4242, i, q])
             img, mask = render_with_mask(spec, rng, size=256)
             new.append(NewPhoto(img, ident, "studio", counts.get(spec.object_id, 0)))
             lst = simulate_listing([img], rng, masks=[mask]).image
             new.append(NewPhoto(lst, ident, "listing", counts.get(spec.object_id, 0)))
-    return PhotoSet("generated", cat, new, {"objects": n_objects, "uncatalogued": n_out})
+    return PhotoSet("generated", workdir, cat, new,
+                    {"objects": n_objects, "uncatalogued": n_out})
 
 
 # --- scoring -----------------------------------------------------------------------------------
@@ -176,42 +198,68 @@ def baseline_ranking(ps: PhotoSet, device: torch.device) -> Ranked:
 
 
 @dataclass
-class ArtwatchScores:
+class Product:
+    """What the product wrote for the new photos (one listing each)."""
+
     ranked: Ranked
-    photo_scores: list[dict[str, float]]  # per new photo: {object: calibrated probability}
-    embeddings: np.ndarray
-    phashes: list[tuple[int, int]]
+    first_candidate: list[str | None]  # rank-1 match of the photo's listing (None: no alert)
+    image_ids: list[int]
+    conn: object
+    recogniser: object
+    source: int
     seconds: float
 
 
-def artwatch_ranking(ps: PhotoSet, bundle: Bundle, local: bool) -> ArtwatchScores:
-    """The matcher's engine: index the catalogue under the bundle, score every new photo."""
+def _jpeg(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def _new_listing(conn, source: int, key: str, image_ids: Sequence[int]) -> int:  # noqa: ANN001
+    listing = conn.execute(
+        "INSERT INTO listings (source_id, external_id, url) VALUES (%s, %s, %s) RETURNING id",
+        (source, key, f"http://127.0.0.1/bench/{key}")).fetchone()["id"]
+    for pos, image_id in enumerate(image_ids):
+        conn.execute("INSERT INTO listing_images (listing_id, url, position, image_id, status) "
+                     "VALUES (%s, %s, %s, %s, 'stored')", (listing, f"u{pos}", pos, image_id))
+    return int(listing)
+
+
+def product_run(ps: PhotoSet, conn, store, bundle_id: int, settings,  # noqa: ANN001
+                args: argparse.Namespace) -> Product:
+    """Every new photo as a one-photo listing through the matcher's own code."""
+    from artwatch.images.records import record_image
+    from matcher.recognise import MatchPolicy, Recogniser
+
     t0 = time.perf_counter()
-    photos = ps.catalogue.photos
-    ref_emb = bundle.embed([p.load() for p in photos])
-    ref_local = [extract(p.load()) for p in photos] if local else []
-    obj_ids = sorted({p.object_id for p in photos})
-    index = {o: i for i, o in enumerate(obj_ids)}
-    refs = reference_set(bundle, ref_emb, np.array([index[p.object_id] for p in photos]),
-                         [p.phash for p in photos])
-    images = [n.image for n in ps.new]
-    embeddings = bundle.embed(images)
-    phashes = [perceptual_hash_pair(im) for im in images]
-    ranked, best, scores = [], [], []
-    for start in range(0, len(images), 64):
-        sl = slice(start, start + 64)
-        out = score_photos(
-            bundle, refs, embeddings[sl], phashes[sl],
-            query_picture=(lambda qi, s=start: images[s + qi]) if local else None,
-            reference_local=(lambda row: ref_local[row]) if local else None,
-        )
-        for qi in range(len(embeddings[sl])):
-            row = out.ranked(qi)
-            ranked.append([obj_ids[o] for o, _, _ in row])
-            best.append(row[0][1] if row else 0.0)
-            scores.append({obj_ids[o]: p for o, p, _ in row})
-    return ArtwatchScores(Ranked(ranked, np.array(best)), scores, embeddings, phashes,
-                          time.perf_counter() - t0)
+    rec = Recogniser.load(conn, store, MatchPolicy(top_k=10), device=args.device,
+                          cache_dir=settings.local_features_dir)
+    source = conn.execute(
+        "INSERT INTO sources (name, spider, start_urls) VALUES ('bench', 'html', "
+        "ARRAY['http://127.0.0.1/']) RETURNING id").fetchone()["id"]
+    image_ids, listings = [], []
+    for i, n in enumerate(ps.new):
+        image_id = record_image(conn, store.put(_jpeg(n.image)))
+        image_ids.append(image_id)
+        listings.append(_new_listing(conn, source, f"photo-{i}", [image_id]))
+    for start in range(0, len(listings), 64):
+        rec.handle(conn, [([image_ids[i]], listings[i], "live")
+                          for i in range(start, min(start + 64, len(listings)))])
+    accession = {int(r["id"]): r["accession"] for r in conn.execute(
+        "SELECT id, accession FROM objects")}
+    topk = {int(r["image_id"]): r["topk"] for r in conn.execute(
+        "SELECT image_id, topk FROM predictions WHERE bundle_id = %s", (bundle_id,))}
+    first = {int(r["listing_id"]): accession[int(r["object_id"])] for r in conn.execute(
+        "SELECT listing_id, object_id FROM matches WHERE rank = 1 AND bundle_id = %s",
+        (bundle_id,))}
+    ranked, best = [], []
+    for image_id in image_ids:
+        cands = (topk.get(image_id) or {}).get("candidates", [])
+        ranked.append([accession[int(c["object_id"])] for c in cands])
+        best.append(cands[0]["p"] if cands else 0.0)
+    return Product(Ranked(ranked, np.array(best)), [first.get(lid) for lid in listings],
+                   image_ids, conn, rec, int(source), time.perf_counter() - t0)
 
 
 def photo_table(ps: PhotoSet, r: Ranked) -> dict:
@@ -243,91 +291,168 @@ def photo_table(ps: PhotoSet, r: Ranked) -> dict:
     return out
 
 
-def listing_table(ps: PhotoSet, scores: ArtwatchScores, bundle: Bundle, seed: int) -> dict:
-    """Listings of 1-4 listing photos through fusion and the bundle's thresholds."""
+def first_candidate_table(ps: PhotoSet, product: Product) -> dict:
+    """Among alerted one-photo listings: is the first stored match the ranking's top-1, and
+    is it right?"""
+    out = {}
+    for kind in ("studio", "listing"):
+        idx = [i for i, n in enumerate(ps.new) if n.kind == kind]
+        alerted = [i for i in idx if product.first_candidate[i] is not None]
+        pos = [i for i in alerted if ps.new[i].object_id is not None]
+        out[kind] = {
+            "alerted": len(alerted),
+            "alerted_uncatalogued": sum(ps.new[i].object_id is None for i in alerted),
+            "uncatalogued": sum(ps.new[i].object_id is None for i in idx),
+            "catalogued": sum(ps.new[i].object_id is not None for i in idx),
+            "first_is_ranking_top1": float(np.mean(
+                [product.first_candidate[i] == (product.ranked.ranked[i] or [None])[0]
+                 for i in alerted])) if alerted else float("nan"),
+            "first_right": float(np.mean([product.first_candidate[i] == ps.new[i].object_id
+                                          for i in pos])) if pos else float("nan"),
+            "ranking_top1_right": float(np.mean(
+                [(product.ranked.ranked[i] or [None])[0] == ps.new[i].object_id
+                 for i in pos])) if pos else float("nan"),
+        }
+    return out
+
+
+def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> dict:
+    """Listings of 1-4 listing photos decided by the matcher; every operating point."""
+    conn, rec = product.conn, product.recogniser
     rng = np.random.default_rng(seed)
     listing_idx = [i for i, n in enumerate(ps.new) if n.kind == "listing"]
     by_obj: dict[str | None, list[int]] = {}
     for i in listing_idx:
         by_obj.setdefault(ps.new[i].object_id, []).append(i)
-    listings: list[tuple[list[int], str | None]] = []
-    for obj, idx in by_obj.items():
-        if obj is None:
-            continue
-        idx = list(rng.permutation(idx))
+    groups: list[tuple[list[int], str | None]] = []
+    for obj, idx in sorted(by_obj.items(), key=lambda kv: str(kv[0])):
+        idx = [int(v) for v in rng.permutation(idx)]
         while idx:
             n = int(rng.integers(1, 5))
-            listings.append(([int(v) for v in idx[:n]], obj))
+            groups.append((idx[:n], obj))
             idx = idx[n:]
-    neg = list(rng.permutation(by_obj.get(None, [])))
-    while neg:
-        n = int(rng.integers(1, 5))
-        listings.append(([int(v) for v in neg[:n]], None))
-        neg = neg[n:]
-    spec = bundle.score
-    decided = []
-    for members, truth in listings:
-        groups = duplicate_groups(scores.embeddings[members],
-                                  [scores.phashes[i][0] for i in members])
-        fused = fuse_listing(spec, [scores.photo_scores[i] for i in members], groups)
-        best_obj, best_p = max(fused.items(), key=lambda kv: kv[1]) if fused else (None, 0.0)
-        decided.append((truth, best_obj, best_p, len(set(groups))))
+    ids = []
+    for k, (members, _) in enumerate(groups):
+        ids.append(_new_listing(conn, product.source, f"lot-{k}",
+                                [product.image_ids[i] for i in members]))
+    for start in range(0, len(ids), 64):
+        rec.handle(conn, [([product.image_ids[i] for i in groups[k][0]], ids[k], "live")
+                          for k in range(start, min(start + 64, len(ids)))])
+    accession = {int(r["id"]): r["accession"] for r in conn.execute(
+        "SELECT id, accession FROM objects")}
+    decided = {int(r["listing_id"]): r for r in conn.execute(
+        "SELECT * FROM listing_decisions WHERE listing_id = ANY(%s)", (ids,))}
+    rows = []
+    for lid, (_, truth) in zip(ids, groups, strict=True):
+        d = decided[lid]
+        obj = accession.get(int(d["object_id"])) if d["object_id"] is not None else None
+        rows.append((truth, obj, float(d["score"]), int(d["photos"])))
     out = {}
     for name in POINTS:
         point = operating_point(bundle.thresholds, name)
-        alerts = [(t, o, p >= threshold_for(point, n), bucket_of(n)) for t, o, p, n in decided]
+        alerts = [(t, o, p >= threshold_for(point, n), bucket_of(n)) for t, o, p, n in rows]
         negatives = [a for a in alerts if a[0] is None]
         positives = [a for a in alerts if a[0] is not None]
         right = sum(1 for t, o, a, _ in positives if a and o == t)
-        n_alerts = sum(1 for *_, a, _ in [(x[0], x[1], x[2], x[3]) for x in alerts] if a)
-        false = sum(1 for _, _, a, _ in negatives if a)
-        promised = {b: v["per_1000"] for b, v in point["promise"].items()}
-        intervals = {b: v["interval"] for b, v in point["promise"].items()}
+        n_alerts = sum(1 for a in alerts if a[2])
+        false = sum(1 for a in negatives if a[2])
         by_bucket = {}
         for b in sorted({a[3] for a in negatives}):
             sel = [a for a in negatives if a[3] == b]
+            promised = point["promise"].get(b, {})
             by_bucket[b] = {"negatives": len(sel),
                             "measured_per_1000": 1000.0 * sum(a[2] for a in sel) / len(sel),
-                            "promised_per_1000": promised.get(b),
-                            "interval": intervals.get(b)}
+                            "promised_per_1000": promised.get("per_1000"),
+                            "interval": promised.get("interval")}
+        total_promise = [point["promise"][b]["per_1000"] * v["negatives"]
+                         for b, v in by_bucket.items() if b in point["promise"]]
         out[name] = {
             "listings": len(alerts), "positives": len(positives), "negatives": len(negatives),
             "precision": right / n_alerts if n_alerts else float("nan"),
             "recall": right / len(positives) if positives else float("nan"),
             "false_alerts_per_1000": 1000.0 * false / max(1, len(negatives)),
+            "promised_per_1000": sum(total_promise) / max(1, len(negatives)),
             "by_size": by_bucket,
             "calibration": point["calibration"],
         }
     return out
 
 
+def _database(name: str) -> tuple[str, str]:
+    """(admin URL, URL of a new empty database for this run)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    admin = os.environ.get("ARTWATCH_BENCH_ADMIN_URL",
+                           "postgresql://postgres@127.0.0.1:5432/postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin, urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
+
+
 def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
+    """The product path on one photo set, in a database of its own (dropped afterwards)."""
+    import psycopg
+
+    from artwatch.catalogue.importer import import_catalogue
+    from artwatch.db import connect, migrate
+    from artwatch.images import ImageStore
+    from artwatch.settings import load_settings
+    from matcher.indexing import index_catalogue
+    from training.catalogue import load_database
+    from training.registry import activate_bundle, register_bundle
+
     device = torch.device(args.device)
     print(f"\n=== {ps.name}: {len(ps.catalogue.photos)} catalogue photos, "
           f"{sum(n.object_id is not None for n in ps.new)} new photos of catalogued objects, "
           f"{sum(n.object_id is None for n in ps.new)} of uncatalogued ones ===", flush=True)
-    t0 = time.perf_counter()
-    outcome = train_deploy(ps.catalogue, DeployRequest(
-        out=workdir / f"bundle-{ps.name}", name=f"bench-{ps.name}", device=args.device,
-        seed=args.seed, progress=False, local_features=not args.no_local,
-    ), log=lambda m: print("  " + m, flush=True))
-    train_s = time.perf_counter() - t0
-    bundle = Bundle.load(outcome.path, device=device)
-    base = baseline_ranking(ps, device)
-    aw = artwatch_ranking(ps, bundle, local=not args.no_local)
-    result = {
-        "training_seconds": train_s,
-        "matching_seconds": aw.seconds,
-        "baseline": photo_table(ps, base),
-        "artwatch": photo_table(ps, aw.ranked),
-        "listings": listing_table(ps, aw, bundle, args.seed),
-        "notes": ps.notes,
-    }
+    db = f"artwatch_bench_{os.getpid()}_{ps.name.lower().replace('-', '')}"
+    admin, url = _database(db)
+    settings = load_settings(database_url=url, data_dir=workdir / f"data-{ps.name}")
+    try:
+        migrate(url)
+        with connect(url, autocommit=True) as conn:
+            store = ImageStore(settings.images_dir, max_bytes=settings.max_image_bytes,
+                               max_pixels=settings.max_image_pixels,
+                               min_side=min(settings.min_image_side, 32))
+            report = import_catalogue(conn, ps.catalogue_dir, store)
+            print(f"  imported {report.photos_added} catalogue photos", flush=True)
+            t0 = time.perf_counter()
+            outcome = train_deploy(load_database(conn, store), DeployRequest(
+                out=workdir / f"bundle-{ps.name}", name=f"bench-{ps.name}", device=args.device,
+                seed=args.seed, progress=False, local_features=not args.no_local,
+            ), log=lambda m: print("  " + m, flush=True))
+            train_s = time.perf_counter() - t0
+            bundle_id = register_bundle(conn, outcome.path)
+            bundle = Bundle.load(outcome.path, device=device)
+            index_catalogue(conn, bundle, bundle_id, store)
+            activate_bundle(conn, bundle.name)
+            base = baseline_ranking(ps, device)
+            product = product_run(ps, conn, store, bundle_id, settings, args)
+            result = {
+                "training_seconds": train_s,
+                "matching_seconds": product.seconds,
+                "baseline": photo_table(ps, base),
+                "artwatch": photo_table(ps, product.ranked),
+                "first_candidate": first_candidate_table(ps, product),
+                "listings": listing_table(ps, product, bundle, args.seed),
+                "bundle_report": outcome.metrics["retrieval"],
+                "notes": ps.notes,
+            }
+    finally:
+        from artwatch.db.connection import close_pools
+
+        close_pools()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     print_set(ps.name, result)
     return result
 
 
 def print_set(name: str, r: dict) -> None:
+    """The set's tables, baseline beside artwatch."""
     print(f"\n{name}: training {r['training_seconds']:.0f}s, matching "
           f"{r['matching_seconds']:.0f}s")
     cols = ("top1", "top5", "top10", "auroc", "accepted@1%", "correct_accepted@1%")
@@ -346,10 +471,17 @@ def print_set(name: str, r: dict) -> None:
         a = r["artwatch"][kind]["by_photos_per_object"]
         print(f"  {kind:8s} " + "  ".join(
             f"{k}: {b[k]['top1']:.3f} -> {a[k]['top1']:.3f} (n={a[k]['photos']})" for k in a))
+    print("\nfirst candidate stored in `matches` (one-photo listings that alerted):")
+    for kind, row in r["first_candidate"].items():
+        print(f"  {kind:8s} alerted {row['alerted']} ({row['alerted_uncatalogued']} of "
+              f"{row['uncatalogued']} uncatalogued); first candidate = ranking top-1 in "
+              f"{row['first_is_ranking_top1']:.3f}; right {row['first_right']:.3f} "
+              f"(ranking top-1 right {row['ranking_top1_right']:.3f})")
     print("\nlisting decision (listings of 1-4 listing photos):")
     for point, row in r["listings"].items():
         print(f"  {point}: precision {row['precision']:.3f} recall {row['recall']:.3f} "
-              f"false alerts {row['false_alerts_per_1000']:.1f}/1000 "
+              f"false alerts {row['false_alerts_per_1000']:.1f}/1000, promised "
+              f"{row['promised_per_1000']:.1f} "
               f"({row['positives']} positive, {row['negatives']} negative listings)")
         for b, v in row["by_size"].items():
             lo, hi = v["interval"] or (None, None)
@@ -362,26 +494,30 @@ def print_set(name: str, r: dict) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="coil,generated")
-    parser.add_argument("--queries", type=int, default=6, help="new photos per object and kind")
+    parser.add_argument("--queries", type=int, default=6,
+                        help="new photos per catalogued object and kind")
+    parser.add_argument("--negatives", type=int, default=24,
+                        help="new photos per uncatalogued object and kind")
     parser.add_argument("--generated-objects", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-local", action="store_true", help="skip local features")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", type=Path, help="keep bundles and photos here (analysis)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results = {}
     with tempfile.TemporaryDirectory(prefix="artwatch-recognition-") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
         for name in args.sets.split(","):
             if name == "coil":
                 if not COIL.is_dir():
                     print(f"skipping COIL-100: {COIL} not found")
                     continue
-                ps = coil_set(args.seed, args.queries)
+                ps = coil_set(args.seed, args.queries, work / "coil", args.negatives)
             elif name == "generated":
                 ps = generated_set(args.seed, args.generated_objects, args.queries,
-                                   work / "generated")
+                                   work / "generated", args.negatives)
             else:
                 raise SystemExit(f"unknown set {name!r} (coil, generated)")
             results[ps.name] = run_set(ps, args, work)

@@ -99,7 +99,7 @@ def score_photos(
         temperature=float(spec["temperature"]), candidates=int(spec.get("candidates", 5)),
     )
     verifications: dict[tuple[int, int], Verification] = {}
-    if query_picture is not None and reference_local is not None:
+    if "verified" in spec and query_picture is not None and reference_local is not None:
         p_global = np.where(cands.objects >= 0, global_probabilities(spec, cands.features), 0.0)
         local: dict[int, LocalFeatures | None] = {}
         eligible = verifiable(cands.objects, cands.features)

@@ -30,11 +30,13 @@ from psycopg.types.json import Jsonb
 
 from artwatch.images import ImageStore
 from artwatch.images.decode import perceptual_hash_pair
+from artwatch.images.records import record_image
 from matcher.bundle import Bundle
 from matcher.catalogue_index import CatalogueIndex
 from matcher.engine import PhotoScores, score_photos
 from matcher.evidence import PHASH_NEAR
 from matcher.indexing import store_embeddings
+from matcher.overlay import keypoint_overlay
 from matcher.scoring import (
     bucket_of,
     check_spec,
@@ -46,6 +48,7 @@ from matcher.scoring import (
 
 log = logging.getLogger(__name__)
 ORIGINS = ("live", "retro-hunt")
+VERIFIED_INLIERS = 12  # homography inliers from which evidence is called "verified" (display)
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,7 @@ class Recogniser:
         written = []
         shown = [(o, p) for o, p in ranked if p >= self.policy.candidate_floor or o == best_obj]
         for rank, (obj, p) in enumerate(shown[: self.policy.top_k], start=1):
-            evidence = self._evidence(photos, obj, p, threshold, promise)
+            evidence = self._evidence(conn, photos, obj, p, threshold, promise)
             row = conn.execute(
                 """
                 INSERT INTO matches (listing_id, object_id, bundle_id, score, rank, evidence,
@@ -290,9 +293,28 @@ class Recogniser:
                                 "match_id": int(row["id"])})
         return written
 
-    def _evidence(self, photos: list[dict[str, Any]], obj: int, listing_p: float,
-                  threshold: float, promise: dict[str, Any]) -> dict[str, Any]:
-        """`matches.evidence` (alerts/README.md): the photo that showed the object best."""
+    def _keypoints_image(self, conn: psycopg.Connection, listing_image: int,
+                         catalogue_image: int) -> int | None:
+        """images.id of the matched-keypoints picture of two photos (stored once), or None."""
+        shas = {int(r["id"]): r["sha256"].strip() for r in conn.execute(
+            "SELECT id, sha256 FROM images WHERE id = ANY(%s)",
+            ([listing_image, catalogue_image],)).fetchall()}
+        try:
+            drawn = keypoint_overlay(self.store.open_rgb(shas[listing_image]),
+                                     self.store.open_rgb(shas[catalogue_image]))
+            if drawn is None:
+                return None
+            return record_image(conn, self.store.put(drawn[0]))
+        except (KeyError, OSError, ValueError) as exc:  # a photo gone or unreadable: no picture
+            log.warning("no keypoint picture for images %s/%s: %s", listing_image,
+                        catalogue_image, exc)
+            return None
+
+    def _evidence(self, conn: psycopg.Connection, photos: list[dict[str, Any]], obj: int,
+                  listing_p: float, threshold: float, promise: dict[str, Any]
+                  ) -> dict[str, Any]:
+        """`matches.evidence` (alerts/README.md): the photo that showed the object best, and
+        for a verified candidate the picture of its matching keypoints."""
         best_photo, best_c = None, None
         for p in photos:
             for c in p["topk"].get("candidates", []):
@@ -300,9 +322,14 @@ class Recogniser:
                     best_photo, best_c = p, c
         assert best_photo is not None and best_c is not None
         inliers = best_c.get("inliers") or 0
-        method = ("verified" if inliers >= 12 else
+        method = ("verified" if inliers >= VERIFIED_INLIERS else
                   "phash" if (best_c.get("phash_distance") or 99) <= 4 else "retrieval")
+        keypoints = None
+        if inliers >= VERIFIED_INLIERS and best_c.get("object_image_id"):
+            keypoints = self._keypoints_image(conn, int(best_photo["image_id"]),
+                                              int(best_c["object_image_id"]))
         return {
+            **({"keypoints_image_id": keypoints} if keypoints else {}),
             "image_id": int(best_photo["image_id"]),
             "method": method,
             "object_image_id": best_c.get("object_image_id"),

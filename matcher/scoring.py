@@ -146,9 +146,9 @@ def verification_targets(
     eligible: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
     """(photo, candidate) pairs to verify: the best VERIFIED eligible candidates (by global
-    probability) of photos whose best global probability reaches the floor."""
-    if "verified" not in spec:
-        return []
+    probability) of photos whose best global probability reaches the floor. (Whether a
+    verified model exists to use them is the caller's business: training asks before it has
+    one.)"""
     floor = float(spec.get("verify_floor", VERIFY_FLOOR))
     if eligible is None:
         eligible = objects >= 0

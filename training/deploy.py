@@ -68,8 +68,8 @@ class DeployRequest:
     views: int = 4  # synthetic listing photos per catalogue photo
     query_views: int = 2  # of which out-of-fold listing-style queries
     folds: int = 4
-    shrink: float = 0.5
-    dim_cap: int = 512
+    shrink: float = 0.2
+    dim_cap: int = 256
     distractors: int = 240  # generated ordinary-listing photos (half bank, half negatives)
     local_features: bool = True
     precisions: Sequence[float] = (0.90, 0.95, 0.99)
@@ -95,11 +95,25 @@ def _progress(enabled: bool) -> Progress:
                     TimeElapsedColumn(), disable=not enabled, transient=True)
 
 
-def generated_distractors(count: int, seed: int) -> list:
-    """Ordinary-listing photos of generated objects in no catalogue (a new install's bank)."""
+def _distractor(args: tuple[int, int]) -> object:
     from artwatch.demo import distractor_listing_photos
 
-    return [img for _, img in distractor_listing_photos(count, seed=seed + 7919)]
+    index, seed = args
+    return distractor_listing_photos(1, seed=seed, start=index)[0][1]
+
+
+def generated_distractors(count: int, seed: int, workers: int = 2) -> list:
+    """Ordinary-listing photos of generated objects in no catalogue (a new install's bank),
+    rendered in `workers` processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from artwatch.demo.catalogue import pool_context, worker_init
+
+    tasks = [(i, seed + 7919) for i in range(count)]
+    if workers <= 1:
+        return [_distractor(t) for t in tasks]
+    with ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=worker_init) as pool:
+        return list(pool.map(_distractor, tasks, chunksize=4))
 
 
 def distractor_set(images: Sequence, backbone: torch.nn.Module, preprocess: Preprocess,
@@ -192,7 +206,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
 
     t0 = time.perf_counter()
     images = (list(req.distractor_images) if req.distractor_images is not None
-              else generated_distractors(req.distractors, req.seed))
+              else generated_distractors(req.distractors, req.seed, req.workers))
     distractors = distractor_set(images, model.backbone, preprocess, device, req.local_features)
     timings["distractors_s"] = time.perf_counter() - t0
     log(f"{len(images)} distractor photos ({timings['distractors_s']:.0f}s)")

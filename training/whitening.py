@@ -50,7 +50,7 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def default_dim(n_objects: int, feature_dim: int, cap: int = 512) -> int:
+def default_dim(n_objects: int, feature_dim: int, cap: int = 256) -> int:
     """Output size: `cap` (at most the feature size); see the module docstring."""
     return int(max(2, min(cap, feature_dim)))
 
