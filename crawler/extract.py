@@ -44,27 +44,38 @@ def _usable(url: str | None) -> str | None:
 
 def picture_candidates(element: Selector) -> list[str]:
     """Candidate URLs (as written, best first) of one `<img>` or `<picture>` element."""
+    # lxml's own tree walk, not XPath: this runs for every photo of every lot page.
     # libxml2's HTML parser does not know <source> is empty: it nests what follows inside
     # it, so a picture's <img> and <source>s are found as descendants, not children.
-    tag = getattr(element.root, "tag", "")
-    if tag == "picture":
-        sources, images = element.xpath(".//source"), element.xpath(".//img")[:1]
+    node = element.root
+    if not hasattr(node, "iterancestors"):
+        return []
+    if node.tag == "picture":
+        picture, images = node, list(node.iter("img"))[:1]
     else:
-        sources, images = element.xpath("ancestor::picture[1]//source"), [element]
+        picture, images = next(node.iterancestors("picture"), None), [node]
+    sources = list(picture.iter("source")) if picture is not None else []
     full: list[str] = []
     sized: list[Candidate] = []
     plain: list[str] = []
-    for node in [*sources, *images]:
-        media_type = (node.attrib.get("type") or "").split(";")[0].strip().lower()
-        if node.root.tag == "source" and media_type and media_type not in _STORABLE_TYPES:
-            continue
-        full += [node.attrib[a] for a in _FULL_SIZE_ATTRS if node.attrib.get(a)]
+    for tag in [*sources, *images]:
+        attrib = tag.attrib
+        if tag.tag == "source":
+            media_type = (attrib.get("type") or "").split(";")[0].strip().lower()
+            if media_type and media_type not in _STORABLE_TYPES:
+                continue
+        full += [attrib[a] for a in _FULL_SIZE_ATTRS if attrib.get(a)]
         for attr in _SRCSET_ATTRS:
-            if node.attrib.get(attr):
-                sized += [c for c in parse_srcset(node.attrib[attr]) if _usable(c.url)]
-        plain += [node.attrib[a] for a in _SRC_ATTRS if node.attrib.get(a)]
+            if attrib.get(attr):
+                sized += [c for c in parse_srcset(attrib[attr]) if _usable(c.url)]
+        plain += [attrib[a] for a in _SRC_ATTRS if attrib.get(a)]
     ordered = [_usable(url) for url in [*full, *largest_first(sized), *plain]]
     return list(dict.fromkeys(url for url in ordered if url))
+
+
+def _absolute(base_url: str, url: str) -> str:
+    # Most photo URLs in structured data are absolute already: urljoin is the costly part.
+    return url if url.startswith(("http://", "https://")) else urljoin(base_url, url)
 
 
 def photo_candidates(
@@ -84,7 +95,7 @@ def photo_candidates(
     raw = [picture_candidates(element) for element in elements] + [list(e) for e in extra]
     for candidates in raw:
         absolute = list(dict.fromkeys(
-            url for url in (urljoin(base_url, c) for c in candidates)
+            url for url in (_absolute(base_url, c) for c in candidates)
             if url.startswith(("http://", "https://"))
         ))
         if not absolute or absolute[0] in seen:

@@ -73,6 +73,7 @@ def test_photo_candidates_of_pictures_and_lazy_images() -> None:
 def test_json_ld_blocks_read_leniently() -> None:
     assert load_json_ld('{"a": 1};') == [{"a": 1}]
     assert load_json_ld('<!-- {"a": 1} -->') == [{"a": 1}]
+    assert load_json_ld('//<![CDATA[\n{"a": "x -->"}\n//]]>') == [{"a": "x -->"}]
     assert load_json_ld('{"a": 1}{"b": 2}') == [{"a": 1}, {"b": 2}]
     assert load_json_ld('{"a": [1, 2,], // note\n "b": "x\ny"}') == [{"a": [1, 2], "b": "x\ny"}]
     with pytest.raises(ValueError):
