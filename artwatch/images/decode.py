@@ -15,9 +15,16 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "TIFF", "MPO"})
+# AVIF is decoded by Pillow itself (libavif); HEIF/HEIC (iPhone photos) by the pillow-heif
+# plugin (libheif), registered here so every process that decodes photos - the crawl's
+# photo workers, the matcher, the catalogue import, thumbnails - reads them alike. Only the
+# primary image is read: no thumbnails, depth maps or auxiliary images are decoded.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "TIFF", "MPO", "AVIF", "HEIF"})
 
 
 class ImageRejected(ValueError):
