@@ -78,10 +78,10 @@ def services_status_table() -> Table:
         try:
             with psycopg.connect(pg_url, connect_timeout=5) as conn:
                 done = applied_migrations(conn)
-            latest = max((m.version for m in available_migrations()), default=0)
-            pending = latest - len(done)
+            # Versions need not be contiguous (0001, 0003): count the files not applied.
+            pending = sum(m.version not in done for m in available_migrations())
             state = f"up, schema v{max(done, default=0)}" + (
-                f" ({pending} migration(s) pending)" if pending else ""
+                f" ({pending} migration(s) pending)" if pending else ", current"
             )
         except psycopg.Error as exc:
             state = f"unreachable: {str(exc).splitlines()[0]}"

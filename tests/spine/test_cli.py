@@ -21,6 +21,8 @@ def test_services_status_uses_configured_servers(clean_db: str) -> None:
     assert result.exit_code == 0, result.output
     assert result.output.count("external") == 2
     assert "up, schema v" in result.output and "up, redis" in result.output
+    # Migrations are numbered 1 and 3: a fully migrated database has none pending.
+    assert "pending" not in result.output and "schema v3, current" in result.output
 
 
 def test_db_status_lists_applied_migrations(clean_db: str) -> None:
