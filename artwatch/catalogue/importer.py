@@ -54,8 +54,8 @@ class _Candidate:
 
 def _store_one(args: tuple[str, str, int, int]) -> StoredImage | str:
     """Worker: validate and store one photo; an error message instead of raising."""
-    path, root, max_bytes, max_pixels = args
-    store = ImageStore(Path(root), max_bytes=max_bytes, max_pixels=max_pixels)
+    path, location, max_bytes, max_pixels = args
+    store = ImageStore(location, max_bytes=max_bytes, max_pixels=max_pixels)
     try:
         return store.put(Path(path).read_bytes())
     except ImageRejected as exc:
@@ -182,7 +182,7 @@ def import_catalogue(
     if progress:
         progress(len(candidates) - len(todo))
 
-    jobs = [(str(c.path), str(store.root), store.max_bytes, store.max_pixels) for c in todo]
+    jobs = [(str(c.path), store.location, store.max_bytes, store.max_pixels) for c in todo]
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) > 32 else None
     try:
         results = pool.map(_store_one, jobs, chunksize=16) if pool else map(_store_one, jobs)
