@@ -30,7 +30,7 @@ class SettingsError(RuntimeError):
     """A setting has a wrong value; the message names the setting."""
 
 
-def _config_file() -> Path | None:
+def config_file() -> Path | None:
     explicit = os.environ.get(CONFIG_ENV)
     if explicit:
         path = Path(explicit)
@@ -154,7 +154,7 @@ class Settings(BaseSettings):
             if not Path(secrets).is_dir():
                 raise SettingsError(f"{SECRETS_DIR_ENV}={secrets}: no such directory")
             sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets))
-        path = _config_file()
+        path = config_file()
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
