@@ -68,7 +68,8 @@ class Supervisor:
         return {i.name: i for i in infos if i.name != "logs"}
 
     def stop(self, name: str) -> None:
-        self.proxy.supervisor.stopProcess(name, True)
+        """Ask supervisord to stop a child (SIGTERM, then SIGKILL); returns at once."""
+        self.proxy.supervisor.stopProcess(name, False)
 
     def shutdown(self) -> None:
         self.proxy.supervisor.shutdown()

@@ -127,12 +127,15 @@ class Daemon:
             watch = self.watch.get(name)
             if watch is None:
                 continue
-            if info.pid and watch.pid and info.pid != watch.pid:
-                watch.restarts += 1
-                watch.recent.append(now)
-                watch.last_restart_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-                self.console.print(f"{name} restarted (pid {watch.pid} -> {info.pid})")
-            if info.pid:
+            # A restart is a new pid that got as far as RUNNING; deaths while starting are
+            # supervisord's to retry (with back-off) and to declare FATAL.
+            if info.state == "RUNNING":
+                if watch.pid and info.pid != watch.pid:
+                    watch.restarts += 1
+                    watch.recent.append(now)
+                    watch.last_restart_at = dt.datetime.now(dt.UTC).isoformat(
+                        timespec="seconds")
+                    self.console.print(f"{name} restarted (pid {watch.pid} -> {info.pid})")
                 watch.pid = info.pid
             while watch.recent and now - watch.recent[0] > GIVE_UP_WINDOW_S:
                 watch.recent.popleft()
