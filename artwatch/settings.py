@@ -115,6 +115,10 @@ class Settings(BaseSettings):
         description="host:port the review web app listens on under `artwatch run`.",
     )
     run_web: bool = Field(default=True, description="Supervise the review web app too.")
+    daemon: str = Field(
+        default="supervisord", pattern="^(supervisord|external)$",
+        description="external: the children run as containers (Compose), not `artwatch run`.",
+    )
 
     # Where listing and catalogue photos live: a local directory (default) or S3-compatible.
     image_store: str | None = Field(

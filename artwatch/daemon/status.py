@@ -177,7 +177,10 @@ def gather(settings: Settings) -> dict[str, Any]:
     problems: list[str] = []
     snapshot: dict[str, Any] = {"children": None, "queues": None}
     db_url, redis_url = _urls(settings)
-    snapshot["daemon"] = _children(settings, problems)
+    if settings.daemon == "external":  # Compose/Kubernetes: they watch the containers
+        snapshot["daemon"] = {"running": None, "external": True, "children": {}}
+    else:
+        snapshot["daemon"] = _children(settings, problems)
     if redis_url is None:
         problems.append("Redis is not running (artwatch services up)")
     else:
@@ -200,8 +203,13 @@ def gather(settings: Settings) -> dict[str, Any]:
 
 def render(snapshot: dict[str, Any], console: Console) -> None:
     daemon = snapshot["daemon"]
-    head = (f"daemon: running (supervisord pid {daemon['supervisord_pid']}, since "
-            f"{daemon['started_at']})" if daemon["running"] else "daemon: not running")
+    if daemon.get("external"):
+        head = "daemon: children run as containers (docker compose ps shows them)"
+    elif daemon["running"]:
+        head = (f"daemon: running (supervisord pid {daemon['supervisord_pid']}, since "
+                f"{daemon['started_at']})")
+    else:
+        head = "daemon: not running"
     console.print(f"[bold]{head}")
     table = Table("child", "state", "pid", "uptime", "restarts", title="children")
     for name, child in daemon["children"].items():
@@ -209,7 +217,8 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
         uptime = f"{child['uptime_s']}s" if child["uptime_s"] is not None else "-"
         table.add_row(name, f"[{colour}]{child['state']}", str(child["pid"] or "-"), uptime,
                       str(child["restarts"]))
-    console.print(table)
+    if daemon["children"]:
+        console.print(table)
     if snapshot.get("queues") is not None:
         q = snapshot["queues"]
         console.print(f"queues: artwatch {q['artwatch']}, matcher {q['matcher']}, "

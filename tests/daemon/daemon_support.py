@@ -56,9 +56,11 @@ def random_world(conn: Any, store: Any, bundle_dir: Path, *, listings: int,
         "embedding_dim": model.embedding_dim, "temperature": 1.0,
         "thresholds": {"precision_0.95": 0.99},
     })
+    info = json.loads((bundle_dir / "bundle.json").read_text())
     bundle_id = conn.execute(
-        "INSERT INTO bundles (name, path, architecture, active) VALUES (%s, %s, %s, true) "
-        "RETURNING id", ("random-daemon", str(bundle_dir), ARCH)).fetchone()["id"]
+        "INSERT INTO bundles (name, path, architecture, info, active) "
+        "VALUES (%s, %s, %s, %s::jsonb, true) RETURNING id",
+        ("random-daemon", str(bundle_dir), ARCH, json.dumps(info))).fetchone()["id"]
     index_catalogue(conn, Bundle.load(bundle_dir), bundle_id, store)
     source = conn.execute(  # disabled: beat must not crawl it
         "INSERT INTO sources (name, spider, start_urls, enabled) VALUES ('house', 'html_lots', "
