@@ -254,14 +254,21 @@ class Demo:
             table.add_row(key, str(value))
         return table, verdict
 
-    def where(self) -> None:
-        """Where the reviewer's view of this run is: the digest file and the review app."""
+    def where(self, since: float) -> None:
+        """Where the reviewer's view of this run is: the alert pages and the review app."""
         pages = sorted(self.settings.outbox_dir.glob("*.html"), key=lambda p: p.stat().st_mtime)
-        if pages:
-            self.console.print(f"digest (open it in a browser): {pages[-1]}")
-        else:
-            self.console.print(f"digest: none written (nothing to alert) in "
-                               f"{self.settings.outbox_dir}")
+        new = [p for p in pages if p.stat().st_mtime >= since]
+        digests = [p for p in new if ".digest_" in p.name]
+        urgent = [p for p in new if ".urgent_" in p.name]
+        for page in digests:
+            self.console.print(f"digest (open it in a browser): {page}")
+        if urgent:
+            self.console.print(f"urgent alerts sent at once ({len(urgent)}; their matches are "
+                               f"not repeated in the digest): {', '.join(map(str, urgent))}")
+        if not new:
+            last = [p for p in pages if ".digest_" in p.name]
+            self.console.print("no new alert this run (nothing new to alert)"
+                               + (f"; the last digest: {last[-1]}" if last else ""))
         self.console.print(f"review page: run `artwatch web`, open "
                            f"{self.settings.web_base_url.rstrip('/')}/ and log in (see the "
                            f"reviewer stage above)")
@@ -271,6 +278,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console,
              bring_up: Callable[[], None]) -> Verdict:
     """Everything `artwatch demo run` does, in order; the verdict."""
     started = time.perf_counter()
+    wall_started = time.time() - 1  # file times have coarse resolution
     demo = Demo(settings, options, console)
     demo.root.mkdir(parents=True, exist_ok=True)
     demo.stage("services: embedded PostgreSQL + Redis, migrations", lambda: bring_up() or None)
@@ -292,6 +300,6 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console,
         if houses:
             demo.disable_sources(houses)
     console.print(table)
-    demo.where()
+    demo.where(since=wall_started)
     console.print(f"[bold]{verdict.line}[/bold] (demo took {time.perf_counter() - started:.0f}s)")
     return verdict
