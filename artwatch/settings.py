@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         default=None, description="Redis URL (Celery broker); unset starts an embedded one."
     )
     db_pool_max: int = Field(default=8, ge=1, le=256)
+    db_retry_s: float = Field(
+        default=120.0, ge=0,
+        description="How long work waits (with back-off) for an unavailable PostgreSQL before "
+        "giving up: a matcher batch then hands its messages back, a crawl drops the lot.",
+    )
 
     # Image store guards (outside input: listing photos from the internet).
     max_image_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
@@ -111,11 +116,6 @@ class Settings(BaseSettings):
     matcher_visibility_timeout_s: float = Field(
         default=300.0, ge=10,
         description="A matcher message not acknowledged this long (worker killed) is redelivered.",
-    )
-    matcher_db_retry_s: float = Field(
-        default=120.0, ge=0,
-        description="How long a batch waits for PostgreSQL (with back-off) before handing its "
-        "messages back to the queue.",
     )
     matcher_sweep_interval_s: float = Field(
         default=60.0, gt=0, description="How often beat runs the matcher's sweeper."

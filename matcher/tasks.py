@@ -156,7 +156,7 @@ def match_images(requests: list[SimpleRequest]) -> dict[str, Any]:
     if not good:
         return summary
     parsed = [(ids, listing) for _, ids, listing in good]
-    budget = get_settings().matcher_db_retry_s
+    budget = get_settings().db_retry_s
     try:
         outcome = db_retrying(budget, "matcher batch")(_handle, parsed)
     except DB_UNAVAILABLE as exc:
