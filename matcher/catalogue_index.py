@@ -9,7 +9,8 @@ The product runs in chunks of `chunk` catalogue rows (`ARTWATCH_MATCHER_RETRIEVA
 a batch of 256 photos against a million catalogue photos is a 256 x 1M similarity matrix
 (1 GB in float32) if made at once; chunked, only 256 x chunk exists at a time, and each chunk
 feeds both answers (`query`): the running top photos and the running best per object. Both
-reductions are maxima, so the result is exactly the unchunked one. The matrix may be held in
+reductions are maxima, so the answer is the unchunked one (similarities up to float rounding
+of the product, ~1e-7). The matrix may be held in
 bfloat16 or float16 (`ARTWATCH_MATCHER_CATALOGUE_DTYPE`): half the memory, and on a GPU or
 a CPU with bf16 instructions faster, at ~1e-3 error in a cosine.
 """

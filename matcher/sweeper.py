@@ -58,6 +58,7 @@ SELECT l.listing_id, l.image_ids, coalesce(s.attempts, 0) AS attempts
  WHERE l.all_predicted
    AND l.newest < now() - make_interval(secs => %(after)s)
    AND (s.scored_at IS NULL OR s.scored_at < l.newest)
+   AND (s.queued_at IS NULL OR s.queued_at < now() - make_interval(secs => %(after)s))
    AND coalesce(s.attempts, 0) < %(max_attempts)s
  LIMIT %(limit)s
 """
@@ -117,10 +118,10 @@ def sweep(conn: psycopg.Connection, app: Any, *, task: str, queue: str, after_s:
         if listings:
             conn.execute(
                 """
-                INSERT INTO listing_scores (listing_id, bundle_id, attempts)
-                SELECT unnest(%s::bigint[]), %s, 1
+                INSERT INTO listing_scores (listing_id, bundle_id, attempts, queued_at)
+                SELECT unnest(%s::bigint[]), %s, 1, now()
                 ON CONFLICT (listing_id, bundle_id)
-                DO UPDATE SET attempts = listing_scores.attempts + 1
+                DO UPDATE SET attempts = listing_scores.attempts + 1, queued_at = now()
                 """,
                 ([r["listing_id"] for r in listings], bundle["id"]),
             )

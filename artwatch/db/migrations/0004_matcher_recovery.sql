@@ -11,6 +11,7 @@ CREATE TABLE listing_scores (
     bundle_id   bigint NOT NULL REFERENCES bundles (id) ON DELETE CASCADE,
     scored_at   timestamptz,
     attempts    integer NOT NULL DEFAULT 0,     -- sweeper re-queues since the last scoring
+    queued_at   timestamptz,                    -- when the sweeper last re-queued it
     error       text,                           -- why the last scoring failed, if it did
     PRIMARY KEY (listing_id, bundle_id)
 );
