@@ -96,6 +96,19 @@ def _queue_names(value: str | Iterable[str] | None) -> list[str]:
     return [q.strip() for q in value if q and q.strip()]
 
 
+_prefetch: dict[str, int] = {}  # this worker's multiplier, from _worker_settings
+
+
+@signals.worker_init.connect
+def _worker_prefetch(sender: Any = None, **_: Any) -> None:
+    """Apply the matcher's prefetch: `celery worker` resolved its option (default 1) from the
+    configuration before `celeryd_init`, so the worker object is set, not the configuration.
+    An explicit larger --prefetch-multiplier is kept."""
+    multiplier = _prefetch.get("multiplier")
+    if multiplier and sender is not None:
+        sender.prefetch_multiplier = max(int(sender.prefetch_multiplier or 1), multiplier)
+
+
 @signals.celeryd_init.connect
 def _worker_settings(conf: Any = None, options: dict[str, Any] | None = None, **_: Any) -> None:
     """Per-worker settings from what the worker consumes (set before it connects)."""
@@ -104,6 +117,7 @@ def _worker_settings(conf: Any = None, options: dict[str, Any] | None = None, **
     options = options or {}
     queues = _queue_names(options.get("queues"))
     if MATCHER_QUEUE not in queues or conf is None:
+        _prefetch.pop("multiplier", None)
         return
     settings = get_settings()
     pool = options.get("pool_cls")
@@ -112,7 +126,7 @@ def _worker_settings(conf: Any = None, options: dict[str, Any] | None = None, **
     # concurrency is the number of cores.
     concurrency = 1 if "solo" in pool_name else int(options.get("concurrency")
                                                     or os.cpu_count() or 1)
-    conf.worker_prefetch_multiplier = matcher_prefetch_multiplier(
+    _prefetch["multiplier"] = conf.worker_prefetch_multiplier = matcher_prefetch_multiplier(
         settings.matcher_batch_size, concurrency)
     if queues == [MATCHER_QUEUE]:
         conf.broker_transport_options = {

@@ -25,6 +25,7 @@ Nothing is lost, nothing is done twice:
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery_batches import SimpleRequest
@@ -157,6 +158,7 @@ def match_images(requests: list[SimpleRequest]) -> dict[str, Any]:
         return summary
     parsed = [(ids, listing) for _, ids, listing in good]
     budget = get_settings().db_retry_s
+    started = time.monotonic()
     try:
         outcome = db_retrying(budget, "matcher batch")(_handle, parsed)
     except DB_UNAVAILABLE as exc:
@@ -172,7 +174,8 @@ def match_images(requests: list[SimpleRequest]) -> dict[str, Any]:
             log.error("could not queue urgent alerts for matches %s: %s",
                       outcome["match_ids"], exc)
     summary.update(photos=outcome["photos"], listings=outcome["listings"],
-                   matches=len(outcome["match_ids"]))
+                   matches=len(outcome["match_ids"]),
+                   seconds=round(time.monotonic() - started, 3))
     log.info("matched batch of %d message(s): %s", len(requests), summary)
     return summary
 

@@ -236,7 +236,7 @@ def test_matcher_workers_prefetch_two_batches_from_settings() -> None:
     from celery.concurrency.prefork import TaskPool
     from celery.concurrency.solo import TaskPool as SoloPool
 
-    from artwatch.queue import _worker_settings, app
+    from artwatch.queue import _worker_prefetch, _worker_settings, app
     from artwatch.settings import get_settings
 
     batch = get_settings().matcher_batch_size
@@ -246,6 +246,9 @@ def test_matcher_workers_prefetch_two_batches_from_settings() -> None:
         _worker_settings(conf=conf, options={"queues": ["matcher"], "pool_cls": SoloPool,
                                              "concurrency": 4})
         assert conf.worker_prefetch_multiplier == 2 * batch
+        worker = type("Worker", (), {"prefetch_multiplier": 1})()  # `celery worker`'s default
+        _worker_prefetch(sender=worker)
+        assert worker.prefetch_multiplier == 2 * batch
         options = conf.broker_transport_options
         assert options["unacked_key"] == "matcher.unacked"
         assert options["visibility_timeout"] == get_settings().matcher_visibility_timeout_s
@@ -257,5 +260,8 @@ def test_matcher_workers_prefetch_two_batches_from_settings() -> None:
         conf.worker_prefetch_multiplier = 1
         _worker_settings(conf=conf, options={"queues": ["artwatch"], "pool_cls": TaskPool})
         assert conf.worker_prefetch_multiplier == 1
+        worker = type("Worker", (), {"prefetch_multiplier": 1})()
+        _worker_prefetch(sender=worker)
+        assert worker.prefetch_multiplier == 1  # crawl workers keep one task each
     finally:
         conf.worker_prefetch_multiplier, conf.broker_transport_options = before
