@@ -127,10 +127,10 @@ class World:
 
         return connect(self.db_url, autocommit=True)
 
-    def make_bundle(self, objects: int) -> Any:
+    def make_bundle(self, objects: int) -> Path:
         import numpy as np
 
-        from matcher.bundle import Bundle, save_bundle
+        from matcher.bundle import save_bundle
         from matcher.indexing import store_embeddings
         from matcher.model import ArtefactClassifier, backbone_config
 
@@ -165,7 +165,7 @@ class World:
             vectors = rng.standard_normal((n, model.embedding_dim)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             store_embeddings(conn, bundle_id, image_ids, vectors)
-        return Bundle.load(path, device=self.args.device)
+        return path
 
     def make_photos(self, count: int, first: int = 0) -> list[int]:
         """`count` stored listing photos, 2 per listing; their images ids."""
@@ -417,10 +417,14 @@ def main() -> None:
     figures: dict[str, Any] = {}
     try:
         objects = args.objects or (200 if args.quick else 1000)
-        bundle = world.make_bundle(objects)
-        log(f"bundle: {ARCH} at {bundle.preprocess.resolution}, {objects} objects, "
-            f"catalogue of {5 * objects} embeddings; storing photos ...")
+        bundle_path = world.make_bundle(objects)
+        log(f"bundle: {ARCH}, {objects} objects, catalogue of {5 * objects} embeddings; "
+            "storing photos ...")
         all_ids = world.make_photos(warmup + photos + single)
+        # Loaded after the photo processes were forked: no CUDA before a fork.
+        from matcher.bundle import Bundle
+
+        bundle = Bundle.load(bundle_path, device=args.device)
         warm_ids = all_ids[:warmup]
         main_ids = all_ids[warmup:warmup + photos]
         single_ids = all_ids[warmup + photos:]

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_ID = 2**63 - 1  # PostgreSQL bigint
 ARGUMENTS = ("image_ids", "listing_id")
+CATALOGUE_CHECK_S = 10.0  # how often a worker looks for a new bundle or catalogue photos
 
 _state: dict[str, Any] = {"key": None, "recogniser": None}
 
@@ -66,8 +67,16 @@ def _catalogue_version(conn: Any) -> tuple[Any, ...]:
 
 
 def recogniser_for(conn: Any) -> Recogniser:
-    """The worker's recogniser, reloaded when the active bundle or catalogue changed."""
+    """The worker's recogniser, reloaded when the active bundle or catalogue changed.
+
+    The check counts the catalogue's embeddings, which costs a scan of a large catalogue:
+    it runs at most every `CATALOGUE_CHECK_S`, not for every batch.
+    """
+    now = time.monotonic()
+    if _state["recogniser"] is not None and now - _state.get("checked", 0.0) < CATALOGUE_CHECK_S:
+        return _state["recogniser"]
     key = _catalogue_version(conn)
+    _state["checked"] = now
     if _state["key"] != key or _state["recogniser"] is None:
         settings = get_settings()
         policy = MatchPolicy(
