@@ -54,7 +54,10 @@ class MatcherBatches(Batches):
         return get_settings().matcher_flush_interval_s
 
     def Strategy(self, task: Batches, app: Any, consumer: Any) -> Callable:  # noqa: N802
-        # Called again on every (re)connect: the old timer entry is gone with the old loop.
+        # Called again on every (re)connect: the old timer entry may be gone with the old
+        # loop's timers (Celery clears them after a connection error); start afresh.
+        if self._tref is not None:
+            self._tref.cancel()
         self._tref = None
         handler = super().Strategy(task, app, consumer)
         if not self._buffer.empty() or not self._pending.empty():

@@ -292,17 +292,24 @@ def test_kill9_of_the_worker_before_its_first_batch_commits(system: System) -> N
 
 
 def test_kill9_of_the_pool_process_only(system: System) -> None:
+    """The worker itself recovers: no sweeper, and a visibility timeout longer than the test
+    (before, the killed batch's messages held their prefetch slots until a restart)."""
+    system.env["ARTWATCH_MATCHER_VISIBILITY_TIMEOUT_S"] = "3600"
     listings = system.listings()
     system.enqueue(listings)
     main = system.procs.worker("worker", pool="prefork")
-    system.procs.beat()
     _worker_ready(system)
     wait_until(lambda: system.queued() < len(listings), 60, 0.1, "messages prefetched")
     children = psutil.Process(main.pid).children()
     assert children, "prefork worker without a pool process"
+    # Killed inside its first batch: it is loading the bundle or running the model.
+    idle = sum(c.cpu_times().user for c in children)
+    wait_until(lambda: sum(c.cpu_times().user for c in children) > idle + 0.5, 120, 0.05,
+               "pool process busy with a batch")
+    assert system.predictions() == 0
     for child in children:
         os.kill(child.pid, signal.SIGKILL)  # what the OOM killer does
-    system.wait_complete()
+    system.wait_complete(90)
     system.assert_exactly_once()
     assert main.poll() is None  # the worker stayed up and went on
 
@@ -332,10 +339,12 @@ def test_redis_restarted_during_matching(system: System) -> None:
     system.redis.start()
     system.wait_complete()
     system.assert_exactly_once()
-    # Later messages still go out in batches on the flush timer (less than a batch here).
+    # Later messages still go out on the flush timer (less than a batch, and no sweeper to
+    # send more): before, the timer died with the connection and they waited for a restart.
+    system.procs.kill("beat")
     later = system.listings(3, first=LISTINGS)
     system.enqueue(later)
-    system.wait_complete(30)
+    system.wait_complete(20)
 
 
 def test_poison_on_the_queue_is_moved_aside(system: System) -> None:
