@@ -352,6 +352,27 @@ def raw_forward(bundle: Any, pixels: Any, batch: int, seconds: float) -> tuple[f
                     done / max(1e-9, time.process_time() - cpu))
 
 
+def memory_formats(bundle: Any, pixels: Any, rounds: int) -> dict[str, list[float]]:
+    """photos/s of the model in channels_last and in contiguous (NCHW) memory, alternating."""
+    import torch
+
+    x = bundle.preprocess.normalise(pixels)
+    rates: dict[str, list[float]] = {"channels_last": [], "contiguous": []}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for name, fmt in (("contiguous", torch.contiguous_format),
+                              ("channels_last", torch.channels_last)):
+                model = bundle.model.to(memory_format=fmt)
+                xx = x.contiguous(memory_format=fmt)
+                model.forward_both(xx)  # warm-up for this format
+                started = time.perf_counter()
+                for _ in range(2):
+                    model.forward_both(xx)
+                rates[name].append(2 * len(xx) / (time.perf_counter() - started))
+    bundle.model = bundle.model.to(memory_format=torch.channels_last)
+    return rates
+
+
 def retrieval_ms(n: int, dim: int, device: str, dtype: str, per_object: bool,
                  repeats: int) -> float:
     """Milliseconds for top-10 of 256 queries over n embeddings (chunked, as the matcher)."""
@@ -450,10 +471,8 @@ def main() -> None:
                        raw_cpu=(before_cpu + after_cpu) / 2, e2e=e2e, e2e_cpu=e2e_cpu,
                        one=one, one_cpu=one_cpu)
         if not args.quick and not gpu:  # what channels_last buys on this CPU
-            bundle.model = bundle.model.to(memory_format=torch.contiguous_format)
-            figures["raw_contiguous"] = raw_forward(bundle, pixels.contiguous(), batch,
-                                                    forward_s)[0]
-            bundle.model = bundle.model.to(memory_format=torch.channels_last)
+            log("memory formats, 3 alternating rounds ...")
+            figures["formats"] = memory_formats(bundle, pixels[:batch], rounds=3)
         dim = bundle.embedding_dim
         del bundle, pixels
         dtypes = (["float16", "float32"] if gpu else
@@ -475,9 +494,9 @@ def main() -> None:
           "slows every figure; the CPU-second figures are not affected by it)")
     print(f"{'raw forward (Bundle.forward_pixels), photos/s':58} {figures['raw']:12.1f}"
           f"   (before {figures['raw_before']:.1f}, after {figures['raw_after']:.1f})")
-    if "raw_contiguous" in figures:
-        print(f"{'raw forward without channels_last, photos/s':58} "
-              f"{figures['raw_contiguous']:12.1f}")
+    for name, rates in figures.get("formats", {}).items():
+        print(f"{f'model forward, {name} (alternating rounds), photos/s':58} "
+              f"{sum(rates) / len(rates):12.1f}   ({', '.join(f'{r:.1f}' for r in rates)})")
     print(f"{'end to end (JPEG in store -> rows in PostgreSQL), photos/s':58} "
           f"{figures['e2e']:12.1f}")
     print(f"{'one photo per task (batch size 1), photos/s':58} {figures['one']:12.1f}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from artwatch.queue import MATCH_IMAGES, app
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(pg_bin() is None, reason="needs PostgreSQL server binaries (initdb)"),
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
 ]
 
 ARCH = "tf_efficientnet_lite0"
