@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         default=None, description="Redis URL (Celery broker); unset starts an embedded one."
     )
     db_pool_max: int = Field(default=8, ge=1, le=256)
+    db_retry_s: float = Field(
+        default=120.0, ge=0,
+        description="How long work waits (with back-off) for an unavailable PostgreSQL before "
+        "giving up: a matcher batch then hands its messages back, a crawl drops the lot.",
+    )
 
     # Image store guards (outside input: listing photos from the internet).
     max_image_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
@@ -107,7 +112,43 @@ class Settings(BaseSettings):
     match_retrieval_threshold: float = Field(default=0.92, gt=0, le=1)
     match_phash_distance: int = Field(default=6, ge=0, le=32)
     matcher_device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
-    matcher_batch_size: int = Field(default=64, ge=1, le=4096)
+    matcher_batch_size: int = Field(
+        default=64, ge=1, le=4096,
+        description="Photos' messages a matcher worker handles as one batch (model batch); "
+        "the worker's prefetch is set from it.",
+    )
+    matcher_flush_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="A partial batch is handled after this long."
+    )
+    matcher_decode_threads: int = Field(
+        default=0, ge=0, le=256, description="Photo decoding threads; 0: one per CPU core."
+    )
+    matcher_retrieval_chunk: int = Field(
+        default=65_536, ge=1024, description="Catalogue rows per retrieval matrix product."
+    )
+    matcher_catalogue_dtype: str = Field(
+        default="float32", pattern="^(float32|bfloat16|float16)$",
+        description="Precision of the in-memory catalogue matrix (bfloat16: half the memory).",
+    )
+    matcher_visibility_timeout_s: float = Field(
+        default=300.0, ge=10,
+        description="A matcher message not acknowledged this long (worker killed) is redelivered.",
+    )
+    matcher_sweep_interval_s: float = Field(
+        default=60.0, gt=0, description="How often beat runs the matcher's sweeper."
+    )
+    matcher_recover_after_s: float = Field(
+        default=300.0, ge=1,
+        description="A stored listing photo without a prediction (or a listing without its "
+        "score) this long after it was queued is queued again by the sweeper.",
+    )
+    matcher_max_attempts: int = Field(
+        default=5, ge=1, le=100,
+        description="Times the sweeper re-queues a photo before marking it failed.",
+    )
+    matcher_sweep_limit: int = Field(
+        default=5000, ge=1, description="At most this many photos re-queued per sweep."
+    )
     # Alerts (alerts/): digest schedule, urgent threshold, candidates shown, link lifetime.
     smtp_timeout_s: float = Field(default=30.0, gt=0)
     smtp_ca_file: Path | None = Field(default=None, description="Extra CA for the SMTP server.")

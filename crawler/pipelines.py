@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from typing import Any
 
 from scrapy import Request
@@ -22,8 +23,10 @@ from scrapy.http import Response
 from scrapy.pipelines.media import MediaPipeline
 from twisted.python.failure import Failure
 
+from artwatch.db.retry import async_db_retrying
 from artwatch.images import ImageRejected, ImageStore, StoredImage
 from artwatch.queue import MATCH_IMAGES
+from artwatch.settings import get_settings
 from artwatch.urlsafety import is_web_url
 from crawler import problems
 from crawler.items import LotItem
@@ -32,6 +35,7 @@ from crawler.photostore import PhotoWorkers
 from crawler.prices import lot_prices
 
 logger = logging.getLogger(__name__)
+BROKER_PAUSE_S = 30.0  # after a failed send to the matcher queue, do not try again for this long
 
 
 class PhotoFailed(Exception):
@@ -296,6 +300,7 @@ class ListingPipeline:
         self.crawler = crawler
         self.stats = crawler.stats
         self.pool: Any = None
+        self.broker_down_until = 0.0
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ListingPipeline:
@@ -318,15 +323,21 @@ class ListingPipeline:
         """Queue the lot's new photos for the matcher; the error, if the send failed.
 
         No retries: with the broker down each lot would otherwise wait out the retry
-        policy on the event loop. A failed send is counted and its photos unmarked, so a
-        later crawl sends them.
+        policy on the event loop. A failed send is counted and its photos unmarked; the
+        matcher's sweeper (`matcher.sweeper`) queues them once Redis is back. After a failed
+        send, sends are not tried for `BROKER_PAUSE_S`: even one attempt against a broker
+        that is down blocks the event loop ~6 s (redis-py's reconnect back-off), which
+        stalled the crawl for minutes.
         """
         from artwatch.queue import app
 
+        if time.monotonic() < self.broker_down_until:
+            return "broker unavailable (a recent send failed); left for the sweeper"
         try:
             app.send_task(MATCH_IMAGES, args=[saved.queue_image_ids],
                           kwargs={"listing_id": saved.listing_id}, retry=False)
         except Exception as exc:
+            self.broker_down_until = time.monotonic() + BROKER_PAUSE_S
             return str(exc) or type(exc).__name__
         return None
 
@@ -341,16 +352,25 @@ class ListingPipeline:
         for problem in found:
             logger.warning("lot %s: %s: %s", item["url"], problem["reason"], problem["detail"])
 
-    async def process_item(self, item: LotItem) -> LotItem:
+    async def _save(self, item: LotItem) -> SavedLot:
         spider = _spider(self.crawler)
         async with self.pool.connection() as conn:
-            saved = await save_lot(conn, source_id=spider.source.id, crawl_id=spider.crawl_id,
-                                   item=item, photos=item.get("photos") or [],
-                                   force=spider.force)
+            return await save_lot(conn, source_id=spider.source.id, crawl_id=spider.crawl_id,
+                                  item=item, photos=item.get("photos") or [],
+                                  force=spider.force)
+
+    async def _unmark(self, saved: SavedLot) -> None:
+        async with self.pool.connection() as conn:
+            await unmark_queued(conn, saved.queue_row_ids)
+
+    async def process_item(self, item: LotItem) -> LotItem:
+        # PostgreSQL restarting mid-crawl: the lot waits with back-off (on the event loop,
+        # other lots go on) instead of being dropped; its transaction is all or nothing.
+        retrying = async_db_retrying(get_settings().db_retry_s, f"lot {item.get('url')}")
+        saved = await retrying(self._save, item)
         send_error = self._send(saved) if saved.queue_image_ids else None
         if send_error is not None:
-            async with self.pool.connection() as conn:
-                await unmark_queued(conn, saved.queue_row_ids)
+            await retrying(self._unmark, saved)
         self._count_problems(item)
         item["listing_id"] = saved.listing_id
         item["listing_new"] = saved.created

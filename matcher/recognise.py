@@ -27,10 +27,14 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
+from artwatch.db.retry import DB_UNAVAILABLE
 from artwatch.images import ImageStore
-from matcher.bundle import Bundle
+from matcher.bundle import Bundle, Predictions
 from matcher.catalogue_index import CatalogueIndex
+from matcher.decode import photos_of
+from matcher.failures import mark_unreadable, record_scored
 from matcher.indexing import store_embeddings
+from matcher.inference import PhotoPredictor
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +62,15 @@ class Recogniser:
 
     def __init__(self, bundle: Bundle, bundle_id: int, index: CatalogueIndex,
                  accession_ids: dict[str, int], catalogue_hashes: np.ndarray,
-                 store: ImageStore, policy: MatchPolicy) -> None:
+                 store: ImageStore, policy: MatchPolicy,
+                 predictor: PhotoPredictor | None = None) -> None:
         self.bundle = bundle
         self.bundle_id = bundle_id
         self.index = index
         self.store = store
         self.policy = policy
+        # How a batch of stored photos becomes model outputs (decoder pool + model).
+        self.predictor = predictor or PhotoPredictor(bundle, store)
         # class i of the bundle -> objects.id (None when the object left the catalogue)
         self.class_object_ids = [accession_ids.get(a) for a in bundle.objects]
         self.known_objects = {o for o in self.class_object_ids if o is not None}
@@ -73,12 +80,15 @@ class Recogniser:
 
     @classmethod
     def load(cls, conn: psycopg.Connection, store: ImageStore, policy: MatchPolicy,
-             device: str = "cpu") -> Recogniser:
+             device: str = "cpu", *, decode_threads: int = 0, model_batch: int = 64,
+             retrieval_chunk: int = 65_536, catalogue_dtype: str = "float32") -> Recogniser:
         row = active_bundle_row(conn)
         if row is None:
             raise NoActiveBundle("no active model bundle (artwatch models activate NAME)")
         bundle = Bundle.load(row["path"], device=device)
-        index = CatalogueIndex.load(conn, int(row["id"]), device=device)
+        index = CatalogueIndex.load(conn, int(row["id"]), device=device, dtype=catalogue_dtype,
+                                    chunk=retrieval_chunk)
+        predictor = PhotoPredictor(bundle, store, threads=decode_threads, model_batch=model_batch)
         accessions = {
             r["accession"]: int(r["id"])
             for r in conn.execute("SELECT id, accession FROM objects").fetchall()
@@ -93,7 +103,7 @@ class Recogniser:
         ).reshape(-1, 3)
         log.info("loaded bundle %s (%d classes), %d indexed catalogue photos",
                  row["name"], len(bundle.objects), len(index))
-        return cls(bundle, int(row["id"]), index, accessions, table, store, policy)
+        return cls(bundle, int(row["id"]), index, accessions, table, store, policy, predictor)
 
     # --- photos -------------------------------------------------------------------------
 
@@ -125,20 +135,22 @@ class Recogniser:
             """,
             (ids, self.bundle_id),
         ).fetchall()
-        photos, kept = [], []
-        for row in rows:
-            try:
-                photos.append(self.store.open_rgb(row["sha256"]))
-                kept.append(row)
-            except (OSError, ValueError) as exc:  # missing or damaged file: skip, keep going
-                log.error("image %s (%s) cannot be read: %s", row["id"], row["sha256"], exc)
+        # Decoded in a thread pool at about the model's resolution, overlapped with the model
+        # (matcher.inference); a photo that can never be decoded is recorded failed once.
+        batch = self.predictor.predict(photos_of(rows))
+        mark_unreadable(conn, batch.unreadable)
+        if batch.retry:
+            log.warning("images %s could not be read now; the sweeper retries them", batch.retry)
+        by_id = {int(row["id"]): row for row in rows}
+        kept = [by_id[i] for i in batch.ids]
         if not kept:
             return 0
         k = self.policy.top_k
-        preds = self.bundle.predict(photos, k=len(self.bundle.objects), with_embeddings=True)
+        preds = Predictions(self.bundle.calibrated(batch.logits), [], batch.embeddings)
         assert preds.embeddings is not None
-        hits = self.index.search(preds.embeddings, k=max(k, 10))
-        retrieval = self.index.per_object(preds.embeddings, self.class_object_ids)
+        # search + per_object from one chunked pass over the catalogue matrix
+        hits, retrieval = self.index.query(preds.embeddings, k=max(k, 10),
+                                           objects=self.class_object_ids)
         scores = self.bundle.alert_scores(preds.probs, retrieval)
         params = []
         for row, probs, sims, alert, emb, photo_hits in zip(
@@ -269,6 +281,17 @@ class Recogniser:
                     (orphans,),
                 ).fetchall()
             }
-        match_ids = [m["match_id"] for lid in sorted(listings)
-                     for m in self.score_listing(conn, lid)]
-        return {"photos": recognised, "listings": len(listings), "match_ids": match_ids}
+        match_ids: list[int] = []
+        scored, failed = [], {}
+        for lid in sorted(listings):
+            try:
+                match_ids += [m["match_id"] for m in self.score_listing(conn, lid)]
+                scored.append(lid)
+            except DB_UNAVAILABLE:
+                raise  # the whole batch waits for the database and is retried
+            except Exception as exc:  # one listing's bug does not cost the others their scores
+                log.exception("listing %s could not be scored", lid)
+                failed[lid] = f"{type(exc).__name__}: {exc}"[:500]
+        record_scored(conn, self.bundle_id, scored, failed)
+        return {"photos": recognised, "listings": len(listings), "match_ids": match_ids,
+                "listing_ids": sorted(listings)}

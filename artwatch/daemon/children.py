@@ -3,8 +3,9 @@
 - `beat`: Celery beat, exactly one (crawl schedules, digests, the urgent sweep);
 - `worker`: a Celery worker on the `artwatch` queue (crawls, submissions, alert delivery);
 - `matcher-<device>`: one Celery worker per configured device on the `matcher` queue,
-  one process (solo pool, so one model in memory) whose prefetch is the matcher's batch
-  size, so celery-batches can fill a whole batch;
+  one process (solo pool, so one model in memory); its prefetch (two batches, so
+  celery-batches can fill a whole batch while one is handled) comes from the Celery app's
+  configuration (`artwatch.queue`), not a flag;
 - `web`: the review web app.
 
 The same commands are what `docker-compose.yml` runs, one service each.
@@ -55,8 +56,7 @@ def children(settings: Settings, *, web: bool = True) -> list[Child]:
         name = matcher_name(device)
         out.append(Child(
             name=name, role="matcher", priority=10,
-            command=worker_args("matcher", name, "--pool", "solo",
-                                "--prefetch-multiplier", str(settings.matcher_batch_size)),
+            command=worker_args("matcher", name, "--pool", "solo"),
             environment={"ARTWATCH_MATCHER_DEVICE": device},
         ))
     out.append(Child(

@@ -193,6 +193,26 @@ class Demo:
                                f"{house.start_url}  (schedule {DEMO_SCHEDULE})")
         return houses
 
+    def wait_until_due(self, houses: dict[str, Any]) -> None:
+        """On a second run within a minute of the first, wait for the houses' next scheduled
+        minute: the daemon crawls what is due (`* * * * *`), and nothing would be yet."""
+        import datetime as dt
+
+        from artwatch.db import connect
+        from crawler.schedule import next_run
+
+        with connect() as conn:
+            row = conn.execute(
+                "SELECT max(c.started_at) AS last FROM crawls c JOIN sources s "
+                "ON s.id = c.source_id WHERE s.name = ANY(%s) AND c.trigger = 'schedule'",
+                (list(houses),)).fetchone()
+        if row["last"] is None:
+            return
+        wait = (next_run(DEMO_SCHEDULE, row["last"]) - dt.datetime.now(dt.UTC)).total_seconds()
+        if wait > 0:
+            self.console.print(f"waiting {wait:.0f}s for the houses' next scheduled minute")
+            time.sleep(wait + 1)
+
     def daemon(self) -> str:
         out = artwatch("run", "--once", "--no-web", "--timeout", str(int(self.options.wait_s)),
                        console=self.console)
@@ -292,6 +312,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console,
             return f"{len(houses)} auction houses on 127.0.0.1, registered as sources"
 
         demo.stage("local auction houses", start)
+        demo.wait_until_due(houses)
         demo.stage("the daemon: artwatch run --once (crawl, match, digest)", demo.daemon)
         table, verdict = demo.score(houses)
     finally:

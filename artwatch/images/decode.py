@@ -87,7 +87,7 @@ def hamming(a: int, b: int) -> int:
     return ((a ^ b) & ((1 << 64) - 1)).bit_count()
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """8-bit RGB, compositing any transparency onto white (how a web page shows it)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
@@ -157,7 +157,7 @@ def decode_image(
         oriented = ImageOps.exif_transpose(image)
     except Exception:  # a broken EXIF block should not lose an otherwise good photo
         oriented = image
-    rgb = _to_rgb(oriented)
+    rgb = to_rgb(oriented)
     return DecodedImage(
         image=rgb,
         format="JPEG" if fmt == "MPO" else fmt,

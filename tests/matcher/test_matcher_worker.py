@@ -18,6 +18,7 @@ import numpy as np
 import psycopg
 import pytest
 from PIL import Image
+from queue_support import queued
 
 from artwatch.images import ImageStore
 from artwatch.images.records import record_image
@@ -124,7 +125,7 @@ def worker(db_url: str):
     env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "artwatch.queue", "worker", "-Q", "matcher",
-         "-I", "matcher.tasks", "--pool", "solo", "--prefetch-multiplier", "64",
+         "-I", "matcher.tasks", "--pool", "solo",
          "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -242,3 +243,76 @@ def test_recogniser_decides_on_the_bundles_combined_score(
     assert written and written[0]["object_id"] == world["objects"][top[0]["accession"]][0]
     assert written[0]["score"] == pytest.approx(top[0]["score"])
     assert written[0]["evidence"]["scores"]["alert"] == pytest.approx(top[0]["score"])
+
+
+def _recogniser(conn: psycopg.Connection, world):
+    from artwatch.settings import get_settings
+    from matcher.recognise import MatchPolicy, Recogniser
+
+    return Recogniser.load(conn, world["store"], MatchPolicy(top_k=3),
+                           device=get_settings().matcher_device)
+
+
+def test_undecodable_stored_photo_is_recorded_failed_once(
+        conn: psycopg.Connection, world) -> None:
+    good = _jpeg(_photo(501))
+    broken = _jpeg(_photo(502))
+    listing, ids = _listing(conn, world, "lot-broken", [good, broken])
+    path = world["store"].path_for(conn.execute(
+        "SELECT sha256 FROM images WHERE id = %s", (ids[1],)).fetchone()["sha256"])
+    path.write_bytes(broken[: len(broken) // 4])  # the stored file is damaged
+    rec = _recogniser(conn, world)
+    assert rec.recognise_photos(conn, ids) == 1  # the good photo; the batch goes on
+    rows = conn.execute("SELECT image_id, status, error FROM listing_images "
+                        "WHERE listing_id = %s ORDER BY position", (listing,)).fetchall()
+    assert [r["status"] for r in rows] == ["stored", "failed"]
+    assert rows[1]["error"].startswith("corrupt: ")
+    # Never tried again: not by the matcher, not by the sweeper.
+    assert rec.recognise_photos(conn, ids) == 0
+    from matcher.sweeper import STALE_PHOTOS
+
+    conn.execute("UPDATE listing_images SET queued_at = now() - interval '1 hour'")
+    stale = conn.execute(STALE_PHOTOS, {"after": 60, "bundle": world["bundle_id"],
+                                        "limit": 100}).fetchall()
+    assert stale == []
+    assert conn.execute("SELECT count(*) AS n FROM predictions WHERE image_id = %s",
+                        (ids[1],)).fetchone()["n"] == 0
+
+
+def test_sweeper_requeues_lost_work_and_gives_up_after_max_attempts(
+        conn: psycopg.Connection, world) -> None:
+    from matcher.sweeper import sweep
+
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("matcher")
+    lost, lost_ids = _listing(conn, world, "lot-lost", [_jpeg(_photo(601)), _jpeg(_photo(602))])
+    fresh, _ = _listing(conn, world, "lot-fresh", [_jpeg(_photo(603))])
+    stuck, stuck_ids = _listing(conn, world, "lot-stuck", [_jpeg(_photo(604))])
+    unscored, unscored_ids = _listing(conn, world, "lot-unscored", [_jpeg(_photo(605))])
+    rec = _recogniser(conn, world)
+    assert rec.recognise_photos(conn, unscored_ids) == 1  # killed before scoring
+    conn.execute("UPDATE predictions SET created_at = now() - interval '1 hour'")
+    conn.execute("UPDATE listing_images SET queued_at = now() - interval '1 hour' "
+                 "WHERE listing_id <> %s", (fresh,))
+    conn.execute("UPDATE listing_images SET match_attempts = 3 WHERE listing_id = %s", (stuck,))
+    kwargs = {"task": MATCH_IMAGES, "queue": "matcher", "after_s": 60, "max_attempts": 3,
+              "limit": 100}
+    result = sweep(conn, app, **kwargs)
+    assert (result.photos, result.listings, result.gave_up) == (2, 1, 1)
+    sent = {kw["listing_id"]: args[0] for args, kw in queued(MATCH_IMAGES)}
+    assert sent == {lost: sorted(lost_ids), unscored: unscored_ids}
+    row = conn.execute("SELECT status, error FROM listing_images WHERE listing_id = %s",
+                       (stuck,)).fetchone()
+    assert row["status"] == "failed" and row["error"].startswith("match_gave_up")
+    assert conn.execute("SELECT match_attempts FROM listing_images WHERE listing_id = %s",
+                        (lost,)).fetchone()["match_attempts"] == 1
+    # Just re-queued: not again before the bound has passed once more.
+    again = sweep(conn, app, **kwargs)
+    assert (again.photos, again.listings) == (0, 0)
+    assert len(queued(MATCH_IMAGES)) == 2
+    # Back-pressure: a long queue is not fed more.
+    conn.execute("UPDATE listing_images SET queued_at = now() - interval '1 hour'")
+    full = sweep(conn, app, **{**kwargs, "limit": 1})
+    assert full.skipped and "already queued" in full.skipped
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("matcher")
