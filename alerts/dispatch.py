@@ -29,7 +29,7 @@ import psycopg
 from alerts.keys import web_secret
 from alerts.links import ReviewLinks
 from alerts.model import load_listing_views
-from alerts.render import Digest, LinkedImages, Recipient, build_message, render_html
+from alerts.render import Digest, EmbeddedImages, Recipient, build_message, render_html
 from alerts.thumbs import Thumbnailer
 from alerts.transport import DeliveryError, Transport, send_with_retries, transport_from_settings
 from artwatch.db import connect, database_url
@@ -112,7 +112,8 @@ def prepare_alerts(
     return created
 
 
-def load_digest(conn: psycopg.Connection, alert_id: int, top_k: int) -> Digest | None:
+def load_digest(conn: psycopg.Connection, alert_id: int, top_k: int,
+                operating_point: str | None = None) -> Digest | None:
     """The alert's content: its matches still open, grouped by listing."""
     alert = conn.execute(
         "SELECT a.id, a.kind, a.message_id, a.created_at, r.id AS rid, r.email, r.name "
@@ -134,7 +135,7 @@ def load_digest(conn: psycopg.Connection, alert_id: int, top_k: int) -> Digest |
         kind=alert["kind"],
         message_id=alert["message_id"],
         reviewer=Recipient(alert["rid"], alert["email"], alert["name"]),
-        listings=load_listing_views(conn, ids, top_k=top_k),
+        listings=load_listing_views(conn, ids, top_k=top_k, operating_point=operating_point),
         created_at=alert["created_at"],
     )
 
@@ -189,7 +190,8 @@ class Dispatcher:
         self, conn: psycopg.Connection, alert_id: int, attempts: int, report: RunReport
     ) -> None:
         try:
-            digest = load_digest(conn, alert_id, self.settings.alert_top_k)
+            digest = load_digest(conn, alert_id, self.settings.alert_top_k,
+                                 self.settings.match_operating_point)
             assert digest is not None
             if not digest.listings:
                 conn.execute(
@@ -202,7 +204,7 @@ class Dispatcher:
             page = None
             if self.transport.name == "outbox":
                 page = render_html(
-                    digest, self.links, LinkedImages(self.settings.web_base_url), inline=False
+                    digest, self.links, EmbeddedImages(self.thumbnailer), inline=False
                 )
             used = send_with_retries(
                 self.transport,

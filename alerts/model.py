@@ -56,6 +56,7 @@ class Candidate:
     catalogue_photo: Photo | None
     saliency: Photo | None
     listing_photo_position: int | None = None
+    alerted: bool = True  # passed the alert threshold (else shown for comparison only)
     keypoints: Photo | None = None  # the matching local features, drawn
 
     @property
@@ -92,6 +93,21 @@ class ListingView:
     hidden: int = 0  # candidates beyond top-k
 
     @property
+    def alerted_candidates(self) -> list[Candidate]:
+        """The candidates that made this listing an alert."""
+        return [c for c in self.candidates if c.alerted]
+
+    @property
+    def low_candidates(self) -> list[Candidate]:
+        """Below the alert threshold but worth a glance (shown apart, for comparison)."""
+        return [c for c in self.candidates if not c.alerted and c.score >= NEGLIGIBLE_SCORE]
+
+    @property
+    def negligible(self) -> int:
+        """Candidates scored so low (a 0.0% line) that showing them only adds noise."""
+        return sum(not c.alerted and c.score < NEGLIGIBLE_SCORE for c in self.candidates)
+
+    @property
     def best_score(self) -> float:
         return max((c.score for c in self.candidates), default=0.0)
 
@@ -102,19 +118,22 @@ class ListingView:
         return f"{self.price:,.2f} {self.currency or ''}".strip()
 
 
+NEGLIGIBLE_SCORE = 0.001  # below 0.1%: not shown
+
 _MATCHES_SQL = """
-SELECT m.id AS match_id, m.score, m.evidence, m.status, m.listing_id,
+SELECT m.id AS match_id, m.score, m.rank, m.evidence, m.status, m.listing_id,
        l.url AS listing_url, l.title AS listing_title, l.price, l.currency, l.sale_date,
        l.first_seen, l.last_seen, s.name AS source_name,
        o.id AS object_id, o.accession, o.collection, o.title AS object_title,
        o.url AS object_url,
-       b.name AS bundle_name, b.architecture, b.info->>'created_at' AS bundle_created
+       b.name AS bundle_name, b.architecture, b.info->>'created_at' AS bundle_created,
+       b.info->'thresholds'->%(point)s AS threshold
 FROM matches m
 JOIN listings l ON l.id = m.listing_id
 JOIN sources s ON s.id = l.source_id
 JOIN objects o ON o.id = m.object_id
 LEFT JOIN bundles b ON b.id = m.bundle_id
-WHERE m.id = ANY(%s)
+WHERE m.id = ANY(%(ids)s)
 ORDER BY m.score DESC, m.id
 """
 
@@ -149,17 +168,44 @@ def _model_label(row: dict[str, Any]) -> str | None:
     return label + ")"
 
 
+def _alerted(row: dict[str, Any], ev: dict[str, Any]) -> bool:
+    """Did this candidate pass the alert decision, or is it there for comparison?
+
+    The matcher says so (`evidence.alerted`: the listing probability against the bundle's
+    threshold for the listing's size). Matches written before it did: model-free evidence
+    and retrieval hits alerted by themselves, a model score at or above its bundle's
+    threshold for the configured operating point, else the listing's best candidate.
+    """
+    if isinstance(ev.get("alerted"), bool):
+        return bool(ev["alerted"])
+    if str(ev.get("method") or "") in ("phash", "retrieval"):
+        return True
+    threshold = row["threshold"]
+    if isinstance(threshold, int | float):
+        return float(row["score"]) >= float(threshold)
+    return int(row["rank"]) == 1
+
+
 def load_listing_views(
-    conn: psycopg.Connection, match_ids: list[int], top_k: int | None = None
+    conn: psycopg.Connection, match_ids: list[int], top_k: int | None = None,
+    operating_point: str | None = None,
 ) -> list[ListingView]:
     """The listings of `match_ids` with their candidates, best listing first.
 
     Within a listing, one candidate per museum object (its best-scoring match, since two
-    bundles may both have found it) in score order, cut to `top_k`.
+    bundles may both have found it) in score order, cut to `top_k`. `operating_point`
+    (default: the setting) names the bundle threshold that tells alerted candidates from
+    the ones shown for comparison.
     """
     if not match_ids:
         return []
-    rows = conn.execute(_MATCHES_SQL, (list(match_ids),)).fetchall()
+    if operating_point is None:
+        from artwatch.settings import get_settings
+
+        operating_point = get_settings().match_operating_point
+    rows = conn.execute(
+        _MATCHES_SQL, {"ids": list(match_ids), "point": operating_point}
+    ).fetchall()
     listing_ids = sorted({r["listing_id"] for r in rows})
     photos: dict[int, list[Photo]] = defaultdict(list)
     positions: dict[int, int] = {}
@@ -228,6 +274,7 @@ def load_listing_views(
                 catalogue_photo=catalogue,
                 saliency=photo(_int_or_none(ev.get("saliency_image_id"))),
                 listing_photo_position=positions.get(matched_id) if matched_id else None,
+                alerted=_alerted(r, ev),
                 keypoints=photo(_int_or_none(ev.get("keypoints_image_id"))),
             )
         )

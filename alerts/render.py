@@ -1,12 +1,14 @@
 """Digest rendering: Jinja2 templates to HTML (CSS inlined) and plain text, and the MIME message.
 
-The same templates make the e-mail and the HTML page; only the image references differ:
+The same templates make the e-mail and the HTML pages; only the image references differ:
 in the e-mail every photo is a `cid:` reference to an inline part (mail clients block
-remote images), on the page it is a link to the review app's thumbnail URL.
+remote images), in the review app a link to its thumbnail URL, and in the outbox's `.html`
+copy a `data:` URI, so the file shows every photo when opened on its own.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,7 +50,8 @@ class Digest:
 
     @property
     def match_count(self) -> int:
-        return sum(len(v.candidates) for v in self.listings)
+        """Candidates that alerted (those shown for comparison are not counted)."""
+        return sum(len(v.alerted_candidates) for v in self.listings)
 
     @property
     def subject(self) -> str:
@@ -113,6 +116,29 @@ class InlineImages:
                 return None
             self.parts[cid] = data
         return f"cid:{cid}"
+
+
+class EmbeddedImages:
+    """`data:` URIs of the thumbnails: a page that shows every photo opened as a file.
+
+    For the outbox copy of a digest: it is read from disk, where neither the e-mail's
+    `cid:` parts nor the review app's logged-in `/img/` URLs can be reached.
+    """
+
+    def __init__(self, thumbnailer: Thumbnailer) -> None:
+        self.thumbnailer = thumbnailer
+        self.uris: dict[tuple[str, int], str] = {}
+
+    def __call__(self, photo: Photo | None, size: int) -> str | None:
+        if photo is None:
+            return None
+        key = (photo.sha256, clamp_size(size))
+        if key not in self.uris:
+            data = self.thumbnailer.thumbnail(*key)
+            if data is None:
+                return None
+            self.uris[key] = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+        return self.uris[key]
 
 
 @dataclass

@@ -118,7 +118,8 @@ def seed_matches(
     bundle = conn.execute(
         "INSERT INTO bundles (name, path, architecture, info) "
         "VALUES ('demo-b0-v1', '/nonexistent', 'tf_efficientnet_lite0', "
-        "'{\"created_at\": \"2026-11-01\"}') "
+        "'{\"created_at\": \"2026-11-01\", \"thresholds\": {\"precision_0.90\": 0.45, "
+        "\"precision_0.95\": 0.5, \"precision_0.99\": 0.6}}') "
         "ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id"
     ).fetchone()["id"]
     out = Seeded(source_id=src, bundle_id=bundle)

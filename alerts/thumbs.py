@@ -66,7 +66,7 @@ class Thumbnailer:
         return data
 
     def _render(self, sha256: str, size: int) -> bytes:
-        with Image.open(self.store.path_for(sha256)) as image:
+        with Image.open(io.BytesIO(self.store.read_bytes(sha256))) as image:
             image.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
             image.seek(0)
             picture = (ImageOps.exif_transpose(image) or image).convert("RGB")

@@ -68,10 +68,10 @@ def services_status_table() -> Table:
         try:
             with psycopg.connect(pg_url, connect_timeout=5) as conn:
                 done = applied_migrations(conn)
-            latest = max((m.version for m in available_migrations()), default=0)
-            pending = latest - len(done)
+            # Versions need not be contiguous (0001, 0003): count the files not applied.
+            pending = sum(m.version not in done for m in available_migrations())
             state = f"up, schema v{max(done, default=0)}" + (
-                f" ({pending} migration(s) pending)" if pending else ""
+                f" ({pending} migration(s) pending)" if pending else ", current"
             )
         except psycopg.Error as exc:
             state = f"unreachable: {str(exc).splitlines()[0]}"
@@ -121,6 +121,47 @@ def services_down() -> None:
     pg, rd = _embedded()
     console.print(f"postgresql: {'stopped' if pg.stop() else 'was not running'}")
     console.print(f"redis: {'stopped' if rd.stop() else 'was not running'}")
+
+
+# --- the daemon -------------------------------------------------------------------------
+
+
+@app.command("run")
+def run_command(
+    once: bool = typer.Option(
+        False, "--once", help="One cycle: the due crawls, matching, the digest; then stop."
+    ),
+    web: bool = typer.Option(
+        None, "--web/--no-web", help="Supervise the review web app (default: yes, not --once)."
+    ),
+    timeout: float = typer.Option(
+        0, min=0, help="Stop (exit 1) after this many seconds; 0: no limit."
+    ),
+) -> None:
+    """Run the daemon: beat, the crawl/alert worker, matcher workers, the review app."""
+    from artwatch.daemon.runner import Daemon
+
+    bring_up()
+    code = Daemon(get_settings(), console, once=once, web=web,
+                  timeout_s=timeout or None).run()
+    raise typer.Exit(code)
+
+
+@app.command("status")
+def status_command(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Children, queues, crawls, photos, matches, the bundle; exit 1 if something needs you."""
+    import json
+
+    from artwatch.daemon.status import gather, render
+
+    snapshot = gather(get_settings())
+    if as_json:
+        typer.echo(json.dumps(snapshot, indent=2, default=str))
+    else:
+        render(snapshot, console)
+    raise typer.Exit(0 if snapshot["ok"] else 1)
 
 
 # --- db ---------------------------------------------------------------------------------
@@ -234,12 +275,13 @@ def demo_run(
     objects: int = typer.Option(40, min=5, help="Catalogued objects to generate."),
     lots: int = typer.Option(30, min=5, help="Lots per auction house."),
     seed: int = typer.Option(0, help="Seed for catalogue, houses and training."),
-    epochs: int = typer.Option(12, min=1, help="Training epochs (CPU)."),
+    views: int = typer.Option(4, min=1, help="Synthetic listing photos per catalogue photo "
+                              "(training)."),
 ) -> None:
     """The whole daemon on generated data: catalogue, model, crawl, match, digest."""
     from artwatch.demo.pipeline import DemoOptions, run_demo
 
-    run_demo(get_settings(), DemoOptions(objects=objects, lots=lots, seed=seed, epochs=epochs),
+    run_demo(get_settings(), DemoOptions(objects=objects, lots=lots, seed=seed, views=views),
              console, bring_up)
 
 

@@ -20,17 +20,19 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
 CONFIG_ENV = "ARTWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = "artwatch.toml"
+SECRETS_DIR_ENV = "ARTWATCH_SECRETS_DIR"  # Docker/Compose secrets: a file per setting
 ENV_PREFIX = "ARTWATCH_"
 # ARTWATCH_* variables read by something other than Settings (the config file's location,
-# the test suite's and benchmarks' servers).
-OTHER_ENV = frozenset({CONFIG_ENV, "ARTWATCH_TEST_ADMIN_URL", "ARTWATCH_TEST_REDIS",
-                       "ARTWATCH_BENCH_REDIS"})
+# the secrets directory, the test suite's and benchmarks' servers).
+OTHER_ENV = frozenset({CONFIG_ENV, SECRETS_DIR_ENV, "ARTWATCH_TEST_ADMIN_URL",
+                       "ARTWATCH_TEST_REDIS", "ARTWATCH_BENCH_REDIS"})
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class SettingsError(RuntimeError):
     """A setting has a wrong value; the message names the setting."""
 
 
-def _config_file() -> Path | None:
+def config_file() -> Path | None:
     explicit = os.environ.get(CONFIG_ENV)
     if explicit:
         path = Path(explicit)
@@ -66,6 +68,11 @@ class Settings(BaseSettings):
         default=None, description="Redis URL (Celery broker); unset starts an embedded one."
     )
     db_pool_max: int = Field(default=8, ge=1, le=256)
+    db_retry_s: float = Field(
+        default=120.0, ge=0,
+        description="How long work waits (with back-off) for an unavailable PostgreSQL before "
+        "giving up: a matcher batch then hands its messages back, a crawl drops the lot.",
+    )
 
     # Image store guards (outside input: listing photos from the internet).
     max_image_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
@@ -108,7 +115,43 @@ class Settings(BaseSettings):
         description="Listing probability below which a candidate is not shown to reviewers.",
     )
     matcher_device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
-    matcher_batch_size: int = Field(default=64, ge=1, le=4096)
+    matcher_batch_size: int = Field(
+        default=64, ge=1, le=4096,
+        description="Photos' messages a matcher worker handles as one batch (model batch); "
+        "the worker's prefetch is set from it.",
+    )
+    matcher_flush_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="A partial batch is handled after this long."
+    )
+    matcher_decode_threads: int = Field(
+        default=0, ge=0, le=256, description="Photo decoding threads; 0: one per CPU core."
+    )
+    matcher_retrieval_chunk: int = Field(
+        default=65_536, ge=1024, description="Catalogue rows per retrieval matrix product."
+    )
+    matcher_catalogue_dtype: str = Field(
+        default="float32", pattern="^(float32|bfloat16|float16)$",
+        description="Precision of the in-memory catalogue matrix (bfloat16: half the memory).",
+    )
+    matcher_visibility_timeout_s: float = Field(
+        default=300.0, ge=10,
+        description="A matcher message not acknowledged this long (worker killed) is redelivered.",
+    )
+    matcher_sweep_interval_s: float = Field(
+        default=60.0, gt=0, description="How often beat runs the matcher's sweeper."
+    )
+    matcher_recover_after_s: float = Field(
+        default=300.0, ge=1,
+        description="A stored listing photo without a prediction (or a listing without its "
+        "score) this long after it was queued is queued again by the sweeper.",
+    )
+    matcher_max_attempts: int = Field(
+        default=5, ge=1, le=100,
+        description="Times the sweeper re-queues a photo before marking it failed.",
+    )
+    matcher_sweep_limit: int = Field(
+        default=5000, ge=1, description="At most this many photos re-queued per sweep."
+    )
     # Alerts (alerts/): digest schedule, urgent threshold, candidates shown, link lifetime.
     smtp_timeout_s: float = Field(default=30.0, gt=0)
     smtp_ca_file: Path | None = Field(default=None, description="Extra CA for the SMTP server.")
@@ -147,6 +190,35 @@ class Settings(BaseSettings):
         crontab_of(value)
         return value
 
+    # The daemon (`artwatch run`): which children it supervises.
+    matcher_devices: str | None = Field(
+        default=None,
+        pattern=r"^(cpu|cuda(:\d+)?)(,(cpu|cuda(:\d+)?))*$",
+        description="Comma-separated devices, one matcher worker each (default: matcher_device).",
+    )
+    worker_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Tasks at once on the `artwatch` queue worker."
+    )
+    web_listen: str = Field(
+        default="127.0.0.1:8000", pattern=r"^[^:\s]+:\d{1,5}$",
+        description="host:port the review web app listens on under `artwatch run`.",
+    )
+    run_web: bool = Field(default=True, description="Supervise the review web app too.")
+    daemon: str = Field(
+        default="supervisord", pattern="^(supervisord|external)$",
+        description="external: the children run as containers (Compose), not `artwatch run`.",
+    )
+
+    # Where listing and catalogue photos live: a local directory (default) or S3-compatible.
+    image_store: str | None = Field(
+        default=None, pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|/.*)$",
+        description="s3://bucket[/prefix] or an absolute directory; unset: DATA_DIR/images.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO: http://minio:9000)."
+    )
+    s3_region: str | None = Field(default=None, description="S3 region name, if it needs one.")
+
     @field_validator("database_url", "redis_url")
     @classmethod
     def _url_scheme(cls, value: str | None, info: Any) -> str | None:
@@ -179,7 +251,12 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = _config_file()
+        secrets = os.environ.get(SECRETS_DIR_ENV)
+        if secrets:  # one file per setting, e.g. /run/secrets/artwatch_database_url
+            if not Path(secrets).is_dir():
+                raise SettingsError(f"{SECRETS_DIR_ENV}={secrets}: no such directory")
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets))
+        path = config_file()
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
@@ -204,6 +281,22 @@ class Settings(BaseSettings):
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
+
+    @property
+    def run_dir(self) -> Path:
+        """The daemon's generated supervisor config, control socket and state."""
+        return self.data_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def matcher_device_list(self) -> list[str]:
+        """One matcher worker per entry (`matcher_devices`, else `matcher_device`)."""
+        if self.matcher_devices:
+            return self.matcher_devices.split(",")
+        return [self.matcher_device]
 
 
 def unknown_environment(environ: dict[str, str] | None = None) -> list[tuple[str, str | None]]:

@@ -43,6 +43,7 @@ class SubmissionResult:
     crawl_id: int | None = None
     error: str | None = None
     photos: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)  # the listing's, if crawled
 
     @property
     def ok(self) -> bool:
@@ -113,10 +114,11 @@ def submit_url(url: str, requested_by: str, *, enqueue: bool = True) -> Submissi
 
 
 def submission_status(submission_id: int) -> SubmissionResult:
-    """The submission as it stands now, with the listing's photos once crawled."""
+    """The submission as it stands now, with the listing's photos (and what could not be
+    read from its page: `problems`, see crawler/problems.py) once crawled."""
     with connect() as conn:
         row = conn.execute(
-            "SELECT s.*, src.name AS source_name FROM submissions s "
+            "SELECT s.*, src.name AS source_name, l.problems FROM submissions s "
             "LEFT JOIN listings l ON l.id = s.listing_id "
             "LEFT JOIN sources src ON src.id = l.source_id WHERE s.id = %s",
             (submission_id,),
@@ -139,6 +141,7 @@ def submission_status(submission_id: int) -> SubmissionResult:
         crawl_id=row["crawl_id"],
         error=row["error"],
         photos=list(photos),
+        problems=list(row["problems"] or []),
     )
 
 

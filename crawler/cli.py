@@ -130,6 +130,14 @@ def _print_result(result: Any) -> None:
         f"{stats.get('artwatch/photos_stored', 0)}, failed {stats.get('artwatch/photos_failed', 0)}"
         f", queued {stats.get('artwatch/images_queued', 0)}"
     )
+    problems = {key.rsplit("/", 1)[-1]: n for key, n in stats.items()
+                if key.startswith("artwatch/lot_problems/") and n}
+    if problems:
+        console.print(
+            f"[yellow]lots with problems: {stats.get('artwatch/lots_with_problems', 0)}[/yellow] "
+            f"({', '.join(f'{reason} {n}' for reason, n in sorted(problems.items()))}); "
+            "each is recorded on its listing (listings.problems)"
+        )
     if result.error:
         console.print(f"[red]{result.error}[/red]")
     if result.log_path:
@@ -202,6 +210,8 @@ def submit(
                       str(photo["queued_at"] or photo["error"] or "-"))
     console.print(f"listing {result.listing_id} crawled (crawl {result.crawl_id})")
     console.print(table)
+    for problem in result.problems:
+        console.print(f"[yellow]problem: {problem['reason']}[/yellow]: {problem['detail']}")
     deadline = time.monotonic() + wait
     matches: list[dict[str, Any]] = []
     with _conn() as conn:

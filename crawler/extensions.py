@@ -17,6 +17,8 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 
 from artwatch.db import connect
+from artwatch.db.retry import db_retrying
+from artwatch.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -71,20 +73,27 @@ class CrawlRecorder:
         if getattr(spider, "shard_count", 1) > 1:
             # One of several processes of this crawl: file its stats under its shard; the
             # runner merges them and closes the row when every shard has ended.
+            def file_shard() -> None:
+                with connect(autocommit=True) as conn:
+                    conn.execute(
+                        "UPDATE crawls SET stats = jsonb_set(stats, '{shards}', "
+                        "coalesce(stats->'shards', '{}'::jsonb) || jsonb_build_object(%s::text,"
+                        " %s::jsonb)) WHERE id = %s",
+                        (spider.shard_index, Jsonb(stats), crawl_id),
+                    )
+
+            db_retrying(get_settings().db_retry_s, f"closing crawl {crawl_id}")(file_shard)
+            return
+        def finish() -> None:
             with connect(autocommit=True) as conn:
                 conn.execute(
-                    "UPDATE crawls SET stats = jsonb_set(stats, '{shards}', "
-                    "coalesce(stats->'shards', '{}'::jsonb) || jsonb_build_object(%s::text, %s"
-                    "::jsonb)) WHERE id = %s",
-                    (spider.shard_index, Jsonb(stats), crawl_id),
+                    "UPDATE crawls SET status = %s, finished_at = now(), stats = %s, "
+                    "error = %s WHERE id = %s",
+                    (status, Jsonb(stats), None if status == "finished" else error, crawl_id),
                 )
-            return
-        with connect(autocommit=True) as conn:
-            conn.execute(
-                "UPDATE crawls SET status = %s, finished_at = now(), stats = %s, "
-                "error = %s WHERE id = %s",
-                (status, Jsonb(stats), None if status == "finished" else error, crawl_id),
-            )
+
+        # The crawl's outcome must not be lost to a database restarting as it closes.
+        db_retrying(get_settings().db_retry_s, f"closing crawl {crawl_id}")(finish)
         logger.info("crawl %s %s", crawl_id, status)
 
 

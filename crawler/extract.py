@@ -1,118 +1,108 @@
-"""Reading lot fields out of pages: structured data first (JSON-LD / microdata via extruct),
-then CSS selectors, and photo URLs the ways sites write them (src, srcset, lazy data-src).
+"""Reading lot fields out of HTML: CSS selectors, and photos the ways pages write them.
+
+Structured data (JSON-LD, microdata, RDFa) is read by `crawler.structured`; prices are
+read by `crawler.prices` (in the validation pipeline, for every spider alike).
+
+A photo on a page is one picture with several candidate URLs, best first:
+1. an explicit full-size link (`data-zoom-image`, WooCommerce's `data-large_image`);
+2. every srcset candidate of the picture - the `<img>`'s `srcset`, the lazy-loaders'
+   `data-srcset` / `data-lazy-srcset`, and each `<source>` of an enclosing `<picture>`
+   (types artwatch cannot store skipped) - largest first (`crawler.srcset`);
+3. the plain sources: lazy `data-src` / `data-lazy-src` / `data-original` / `data-lazy`,
+   then `src`.
+`data:` placeholders are ignored; relative URLs are resolved against the document's base
+URL (`<base href>`). The photo pipeline fetches the first candidate and moves to the next
+when one is missing (404) or is not a usable image.
 """
 
 from __future__ import annotations
 
-import logging
 import re
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urljoin
 
-import extruct
 from parsel import Selector, SelectorList
 
-logger = logging.getLogger(__name__)
+from crawler.srcset import Candidate, largest_first, parse_srcset
 
-_WIDTH = re.compile(r"^\s*(\S+)(?:\s+(\d+(?:\.\d+)?)([wx]))?\s*$")
-
-
-def largest_from_srcset(srcset: str) -> str | None:
-    """The candidate URL with the largest width (or density) descriptor in a srcset."""
-    best: tuple[float, str] | None = None
-    for candidate in srcset.split(","):
-        match = _WIDTH.match(candidate)
-        if not match or not match.group(1):
-            continue
-        size = float(match.group(2) or 1)
-        if best is None or size >= best[0]:
-            best = (size, match.group(1))
-    return best[1] if best else None
+_FULL_SIZE_ATTRS = ("data-zoom-image", "data-large_image")
+_SRCSET_ATTRS = ("data-srcset", "data-lazy-srcset", "srcset")
+_SRC_ATTRS = ("data-src", "data-lazy-src", "data-original", "data-lazy", "src")
+# <source type> values whose photos the image store accepts (docs/images.md).
+_STORABLE_TYPES = frozenset({
+    "image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/webp", "image/avif",
+    "image/gif", "image/heic", "image/heif", "image/tiff",
+})
+_NOT_A_PHOTO = ("data:", "javascript:", "about:", "#")
 
 
-def img_url(img: Selector) -> str | None:
-    """The real photo of one <img>: lazy data-src, else the largest srcset entry, else src."""
-    for attr in ("data-src", "data-original", "data-lazy-src"):
-        value = img.attrib.get(attr)
-        if value and not value.startswith("data:"):
-            return value
-    srcset = img.attrib.get("srcset") or img.attrib.get("data-srcset")
-    if srcset:
-        found = largest_from_srcset(srcset)
-        if found:
-            return found
-    return img.attrib.get("src")
+def _usable(url: str | None) -> str | None:
+    url = (url or "").strip()
+    return url if url and not url.lower().startswith(_NOT_A_PHOTO) else None
 
 
-def photo_urls(
-    images: SelectorList | list[Selector], base_url: str, extra: list[str] = ()
-) -> list[str]:
-    """Absolute http(s) photo URLs, in page order, without duplicates or data: URIs."""
-    out: list[str] = []
-    for raw in [img_url(img) for img in images] + list(extra):
-        if not raw:
-            continue
-        url = urljoin(base_url, raw.strip())
-        if url.startswith(("http://", "https://")) and url not in out:
-            out.append(url)
-    return out
+def picture_candidates(element: Selector) -> list[str]:
+    """Candidate URLs (as written, best first) of one `<img>` or `<picture>` element."""
+    # lxml's own tree walk, not XPath: this runs for every photo of every lot page.
+    # libxml2's HTML parser does not know <source> is empty: it nests what follows inside
+    # it, so a picture's <img> and <source>s are found as descendants, not children.
+    node = element.root
+    if not hasattr(node, "iterancestors"):
+        return []
+    if node.tag == "picture":
+        picture, images = node, list(node.iter("img"))[:1]
+    else:
+        picture, images = next(node.iterancestors("picture"), None), [node]
+    sources = list(picture.iter("source")) if picture is not None else []
+    full: list[str] = []
+    sized: list[Candidate] = []
+    plain: list[str] = []
+    for tag in [*sources, *images]:
+        attrib = tag.attrib
+        if tag.tag == "source":
+            media_type = (attrib.get("type") or "").split(";")[0].strip().lower()
+            if media_type and media_type not in _STORABLE_TYPES:
+                continue
+        full += [attrib[a] for a in _FULL_SIZE_ATTRS if attrib.get(a)]
+        for attr in _SRCSET_ATTRS:
+            if attrib.get(attr):
+                sized += [c for c in parse_srcset(attrib[attr]) if _usable(c.url)]
+        plain += [attrib[a] for a in _SRC_ATTRS if attrib.get(a)]
+    ordered = [_usable(url) for url in [*full, *largest_first(sized), *plain]]
+    return list(dict.fromkeys(url for url in ordered if url))
 
 
-def _first(value: Any) -> Any:
-    return value[0] if isinstance(value, list) and value else value
+def _absolute(base_url: str, url: str) -> str:
+    # Most photo URLs in structured data are absolute already: urljoin is the costly part.
+    return url if url.startswith(("http://", "https://")) else urljoin(base_url, url)
 
 
-def structured_product(page: str | Selector, base_url: str) -> dict[str, Any]:
-    """The first schema.org Product/Offer (JSON-LD or microdata) flattened to lot fields.
+def photo_candidates(
+    elements: SelectorList | Iterable[Selector],
+    base_url: str,
+    extra: Iterable[list[str]] = (),
+) -> list[list[str]]:
+    """One list of absolute http(s) candidate URLs per photo, in page order.
 
-    `page` is the HTML, or better the response's Selector: extruct then reads the tree
-    parsel already built instead of parsing the page a second time (on the local house,
-    the second parse was ~4% of a crawl's CPU), and microdata is only read when JSON-LD
-    has no Product. Broken structured data (invalid JSON-LD,
-    odd microdata) yields {} rather than an error: the CSS selectors still get a chance.
+    `elements` are the page's photo elements (`<img>` or `<picture>`), `base_url` the
+    document's base URL, `extra` photos found elsewhere (structured data), after them.
+    A photo whose first URL is already a candidate of an earlier photo is the same
+    picture and is left out.
     """
-    document = (page if isinstance(page, Selector) else Selector(text=page or "<html/>")).root
-    for syntax in ("json-ld", "microdata"):  # microdata is read only if JSON-LD has none
-        try:
-            entries = extruct.extract(
-                document, base_url=base_url, syntaxes=[syntax], errors="ignore", uniform=True,
-            ).get(syntax, [])
-        except Exception as exc:  # extruct raises on some malformed documents
-            logger.warning("structured data unreadable at %s: %s", base_url, exc)
+    photos: list[list[str]] = []
+    seen: set[str] = set()
+    raw = [picture_candidates(element) for element in elements] + [list(e) for e in extra]
+    for candidates in raw:
+        absolute = list(dict.fromkeys(
+            url for url in (_absolute(base_url, c) for c in candidates)
+            if url.startswith(("http://", "https://"))
+        ))
+        if not absolute or absolute[0] in seen:
             continue
-        product = _product(entries, base_url)
-        if product:
-            return product
-    return {}
-
-
-def _product(entries: list[dict[str, Any]], base_url: str) -> dict[str, Any]:
-    """The first schema.org Product among extruct's (uniform) entries, as lot fields."""
-    for entry in entries:
-        types = entry.get("@type")
-        types = types if isinstance(types, list) else [types]
-        if "Product" not in types:
-            continue
-        offers = _first(entry.get("offers")) or {}
-        spec = _first(offers.get("priceSpecification")) or {}
-        seller = offers.get("seller") or {}
-        images = entry.get("image") or []
-        images = [images] if isinstance(images, str | dict) else images
-        return {
-            "external_id": entry.get("sku") or entry.get("productID"),
-            "title": entry.get("name"),
-            "description": entry.get("description"),
-            "price": offers.get("price"),
-            "currency": offers.get("priceCurrency") or spec.get("priceCurrency"),
-            "estimate_low": spec.get("minPrice"),
-            "estimate_high": spec.get("maxPrice"),
-            "sale_date": offers.get("availabilityStarts"),
-            "seller": seller.get("name") if isinstance(seller, dict) else seller,
-            "photo_urls": [
-                urljoin(base_url, i.get("url") if isinstance(i, dict) else str(i)) for i in images
-            ],
-        }
-    return {}
+        seen.update(absolute)
+        photos.append(absolute)
+    return photos
 
 
 def css_value(scope: Selector | SelectorList, selector: str) -> str | None:
@@ -128,10 +118,14 @@ def css_value(scope: Selector | SelectorList, selector: str) -> str | None:
 
 FIELDS = (
     "external_id", "title", "description", "price", "currency", "estimate_low",
-    "estimate_high", "sale_date", "seller", "lot_number", "url",
+    "estimate_high", "estimate", "sale_date", "seller", "lot_number", "url",
 )
 
 
 def lot_fields(scope: Selector, selectors: dict[str, str]) -> dict[str, Any]:
-    """Lot fields read with the source's CSS selectors (missing selectors give None)."""
+    """Lot fields read with the source's CSS selectors (missing selectors give None).
+
+    `estimate` is a range as one text (`Estimate 1.200 – 1.500 €`); the validation
+    pipeline splits it into `estimate_low` / `estimate_high`.
+    """
     return {name: css_value(scope, selectors[name]) for name in FIELDS if selectors.get(name)}

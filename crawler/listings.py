@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from artwatch.images.records import UPSERT_IMAGES, image_ids, images_params
+from crawler.prices import parse_amount
 
 TRACKED_FIELDS = (
     "url", "title", "description", "price", "currency", "estimate_low", "estimate_high",
@@ -25,12 +26,11 @@ TRACKED_FIELDS = (
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        return Decimal(str(value).replace(",", "").strip())
-    except InvalidOperation:
-        return None
+    """An amount as stored. Spiders' items arrive with Decimals (ValidateItemPipeline read
+    them); anything else is read the same way (`crawler.prices`), never guessed at."""
+    if isinstance(value, Decimal):
+        return value
+    return parse_amount(value).low
 
 
 def _date(value: Any) -> dt.date | None:
@@ -74,10 +74,13 @@ async def upsert_listing(
     fields: dict[str, Any],
     data: dict[str, Any],
     crawl_id: int | None,
+    problems: list[dict[str, Any]] | None = None,
 ) -> tuple[int, bool, list[dict[str, Any]]]:
     """Insert or update one listing; return (id, created, changes recorded now).
 
-    Runs inside the caller's transaction (the row lock lasts until its commit).
+    `problems` ([{reason, detail}], crawler.problems) replace the listing's previous ones:
+    they describe the lot as this crawl found it. Runs inside the caller's transaction
+    (the row lock lasts until its commit).
     """
     cur = await conn.execute(
         "SELECT * FROM listings WHERE source_id = %s AND external_id = %s FOR UPDATE",
@@ -89,15 +92,15 @@ async def upsert_listing(
             """
             INSERT INTO listings (source_id, external_id, url, title, description, price,
                 currency, estimate_low, estimate_high, sale_date, seller, data,
-                last_crawl_id)
+                last_crawl_id, problems)
             VALUES (%(source_id)s, %(external_id)s, %(url)s, %(title)s, %(description)s,
                 %(price)s, %(currency)s, %(estimate_low)s, %(estimate_high)s,
-                %(sale_date)s, %(seller)s, %(data)s, %(crawl_id)s)
+                %(sale_date)s, %(seller)s, %(data)s, %(crawl_id)s, %(problems)s)
             ON CONFLICT (source_id, external_id) DO UPDATE SET last_seen = now()
             RETURNING id, (xmax = 0) AS created
             """,
             {**fields, "source_id": source_id, "external_id": external_id,
-             "data": Jsonb(data), "crawl_id": crawl_id},
+             "data": Jsonb(data), "crawl_id": crawl_id, "problems": Jsonb(problems or [])},
         )
         row = await cur.fetchone()
         return int(row["id"]), bool(row["created"]), []
@@ -111,12 +114,13 @@ async def upsert_listing(
     await conn.execute(
         f"""
         UPDATE listings SET last_seen = now(), last_crawl_id = %(crawl_id)s,
-            data = data || %(data)s, changes = changes || %(changes)s
+            data = data || %(data)s, changes = changes || %(changes)s,
+            problems = %(problems)s
             {', ' + assignments if assignments else ''}
         WHERE id = %(id)s
         """,
         {**fields, "id": old["id"], "crawl_id": crawl_id, "data": Jsonb(data),
-         "changes": Jsonb(changes)},
+         "changes": Jsonb(changes), "problems": Jsonb(problems or [])},
     )
     return int(old["id"]), False, changes
 
@@ -194,7 +198,7 @@ async def save_lot(
     async with conn.transaction():
         listing_id, created, changes = await upsert_listing(
             conn, source_id, item["external_id"], normalise(item), item.get("data") or {},
-            crawl_id,
+            crawl_id, item.get("problems") or [],
         )
         stored = [photo["stored"] for photo in photos if photo.get("stored") is not None]
         ids: dict[str, int] = {}

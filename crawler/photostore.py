@@ -26,7 +26,6 @@ import pickle
 import struct
 import sys
 from collections import deque
-from pathlib import Path
 from typing import BinaryIO
 
 from artwatch.images import ImageRejected, ImageStore, StoredImage
@@ -67,12 +66,11 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
     return data if data is not None and len(data) == size else None
 
 
-def serve(root: str, max_bytes: int, max_pixels: int, min_side: int) -> None:
+def serve(location: str, max_bytes: int, max_pixels: int, min_side: int) -> None:
     """The worker: answer each photo frame on stdin with a result frame on stdout."""
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print() in a library must not corrupt the frames
-    store = ImageStore(Path(root), max_bytes=max_bytes, max_pixels=max_pixels,
-                       min_side=min_side)
+    store = ImageStore(location, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side)
     _warm_up(store)
     requests = sys.stdin.buffer
     while True:
@@ -146,8 +144,9 @@ class PhotoWorkers:
     async def _spawn(self) -> _Worker:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "crawler.photostore",
-            str(self.store.root), str(self.store.max_bytes), str(self.store.max_pixels),
-            str(self.store.min_side), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            self.store.location, str(self.store.max_bytes), str(self.store.max_pixels),
+            str(self.store.min_side), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         worker = _Worker(process)
         worker.reader = asyncio.ensure_future(self._read_answers(worker))

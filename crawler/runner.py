@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from artwatch.db import connect
+from artwatch.db.retry import db_retrying
 from artwatch.settings import get_settings
 from crawler.sources import Source, get_source
 
@@ -87,13 +89,32 @@ def scrapy_command(
     return command
 
 
+def _with_retry(what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a database step after the crawl, waiting out a PostgreSQL restart (fresh conn)."""
+    return db_retrying(get_settings().db_retry_s, what)(fn, *args)
+
+
 def _finish_row(crawl_id: int, status: str, error: str | None) -> None:
-    with connect(autocommit=True) as conn:
-        conn.execute(
-            "UPDATE crawls SET status = %s, error = coalesce(error, %s), "
-            "finished_at = coalesce(finished_at, now()) WHERE id = %s AND status = 'running'",
-            (status, error, crawl_id),
-        )
+    def finish() -> None:
+        with connect(autocommit=True) as conn:
+            conn.execute(
+                "UPDATE crawls SET status = %s, error = coalesce(error, %s), "
+                "finished_at = coalesce(finished_at, now()) WHERE id = %s "
+                "AND status = 'running'",
+                (status, error, crawl_id),
+            )
+
+    _with_retry(f"closing crawl {crawl_id}", finish)
+
+
+def _crawl_row(crawl_id: int) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        with connect(autocommit=True) as conn:
+            return conn.execute(
+                "SELECT status, stats, error FROM crawls WHERE id = %s", (crawl_id,)
+            ).fetchone()
+
+    return _with_retry(f"reading crawl {crawl_id}", read)
 
 
 def shared_politeness(source: Source, processes: int, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -146,6 +167,10 @@ def merge_stats(shards: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _merge_shards(crawl_id: int, processes: int, error: str | None) -> None:
     """Close a crawl run by several processes: merged stats, finished only if all were."""
+    _with_retry(f"closing crawl {crawl_id}", _merge_shards_once, crawl_id, processes, error)
+
+
+def _merge_shards_once(crawl_id: int, processes: int, error: str | None) -> None:
     with connect(autocommit=True) as conn:
         row = conn.execute("SELECT stats FROM crawls WHERE id = %s", (crawl_id,)).fetchone()
         shards = (row["stats"] or {}).get("shards", {})
@@ -206,7 +231,10 @@ def run_crawl(
     sees the same politeness.
     """
     started = time.monotonic()
-    with connect(autocommit=True) as conn:
+    # The connection holds the crawl's advisory lock while the crawl runs. After the crawl,
+    # only fresh connections are used: PostgreSQL may have restarted meanwhile, and the
+    # crawl's outcome must still be recorded and reported as it was.
+    with closing(connect(autocommit=True)) as conn:
         source = get_source(conn, source_name)
         if crawl_id is None:
             crawl_id = create_crawl(conn, source.id, trigger)
@@ -264,13 +292,14 @@ def run_crawl(
             if code != 0 and error is None:
                 error = f"scrapy exited with {code}: {_log_tail(log_path, 600)}"
             returncode = returncode or (code if code is not None else -9)
-        if processes > 1:
-            _merge_shards(crawl_id, processes, error)
-        elif error:
-            _finish_row(crawl_id, "failed", error)
-        row = conn.execute(
-            "SELECT status, stats, error FROM crawls WHERE id = %s", (crawl_id,)
-        ).fetchone()
+    if processes > 1:
+        _merge_shards(crawl_id, processes, error)
+    elif error:
+        _finish_row(crawl_id, "failed", error)
+    row = _crawl_row(crawl_id)
+    if row["status"] == "running" and processes == 1:  # it ended without recording how
+        _finish_row(crawl_id, "failed", "the crawl process ended without recording its outcome")
+        row = _crawl_row(crawl_id)
     return CrawlResult(
         crawl_id=crawl_id,
         source=source.name,

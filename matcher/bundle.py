@@ -141,9 +141,9 @@ class Bundle:
         if model.embedding_dim != int(info["embedding_dim"]):
             raise BundleError(f"{path}: embedding_dim disagrees with the architecture")
         dev = torch.device(device)
-        model = model.to(dev).eval()
-        if dev.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        # channels_last on the CPU too: measured ~2x the forward rate of Lite0 at 224 on this
+        # project's 2-core machine (oneDNN's NHWC convolutions), the same outputs.
+        model = model.to(dev).eval().to(memory_format=torch.channels_last)
         return cls(path, info, model, dev)
 
     @property
@@ -168,22 +168,34 @@ class Bundle:
     def has_classifier(self) -> bool:
         return self.model.head is not None
 
-    @torch.no_grad()
+    @torch.inference_mode()
+    def forward_pixels(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(raw logits, L2-normalised embeddings), float32 on the CPU, for model-input pixels.
+
+        `pixels`: N x R x R x 3 uint8 (what `Preprocess.fit` / `matcher.decode` produce), on
+        the CPU or already on the model's device. Normalised on the device (uint8 travels,
+        4x less than floats); NHWC memory viewed as NCHW is channels_last already. On CUDA
+        the forward runs under bfloat16 autocast.
+        """
+        x = self.preprocess.normalise(pixels.to(self.device, non_blocking=True))
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out, emb = self.model.forward_both(x)
+        else:
+            out, emb = self.model.forward_both(x)
+        return out.float().cpu(), emb.float().cpu()
+
     def forward(
         self, images: Sequence[Image.Image], batch_size: int = 64
     ) -> tuple[np.ndarray, np.ndarray]:
         """(raw logits, L2-normalised embeddings) for photos, in batches."""
         logits, embeds = [], []
         for start in range(0, len(images), batch_size):
-            x = self.preprocess.batch(images[start : start + batch_size]).to(self.device)
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    out, emb = self.model.forward_both(x)
-            else:
-                out, emb = self.model.forward_both(x)
-            logits.append(out.float().cpu())
-            embeds.append(emb.float().cpu())
+            pixels = np.stack([self.preprocess.fit(im) for im in images[start:start + batch_size]])
+            out, emb = self.forward_pixels(torch.from_numpy(pixels))
+            logits.append(out)
+            embeds.append(emb)
         if not logits:
             return (
                 np.zeros((0, len(self.objects)), np.float32),

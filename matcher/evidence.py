@@ -50,24 +50,29 @@ def _device_of(matrix: torch.Tensor | np.ndarray) -> torch.device:
 
 
 def nearest(
-    queries: np.ndarray, references: torch.Tensor | np.ndarray, depth: int
+    queries: np.ndarray, references: torch.Tensor | np.ndarray, depth: int,
+    chunk: int = CHUNK,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(similarities, reference rows) of the `depth` nearest references per query.
 
-    Exact search: one matrix product per `CHUNK` references, a running top-`depth`.
-    Shapes: queries (n x d), references (m x d), both L2-normalised; outputs (n x depth').
+    Exact search: one matrix product per `chunk` references (in the references' dtype and on
+    their device), a running top-`depth`; the answer equals the unchunked one up to float
+    rounding. Shapes: queries (n x d), references (m x d), both L2-normalised; outputs
+    (n x min(depth, m)).
     """
     device = _device_of(references)
-    refs = torch.as_tensor(references, dtype=torch.float32, device=device)
-    q = torch.as_tensor(np.asarray(queries, np.float32), device=device)
+    refs = torch.as_tensor(references, device=device)
+    if not refs.is_floating_point():
+        refs = refs.float()
+    q = torch.as_tensor(np.asarray(queries, np.float32), device=device).to(refs.dtype)
     n, m = q.shape[0], refs.shape[0]
     depth = min(depth, m)
     if n == 0 or depth == 0:
         return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
     best_v = torch.full((n, 0), -2.0, device=device)
     best_i = torch.zeros((n, 0), dtype=torch.long, device=device)
-    for start in range(0, m, CHUNK):
-        sims = q @ refs[start : start + CHUNK].T
+    for start in range(0, m, max(1, chunk)):
+        sims = (q @ refs[start : start + max(1, chunk)].T).float()
         v, i = torch.topk(sims, min(depth, sims.shape[1]), dim=1)
         best_v = torch.cat([best_v, v], 1)
         best_i = torch.cat([best_i, i + start], 1)
@@ -124,6 +129,7 @@ class ReferenceSet:
     objects: np.ndarray
     background: np.ndarray
     phash: np.ndarray
+    chunk: int = CHUNK
 
     def __post_init__(self) -> None:
         self.objects = np.asarray(self.objects, np.int64)
@@ -142,7 +148,7 @@ class ReferenceSet:
     def similarities(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         ref = self.embeddings[rows]
         if isinstance(ref, torch.Tensor):
-            q = torch.as_tensor(np.asarray(query, np.float32), device=ref.device)
+            q = torch.as_tensor(np.asarray(query, np.float32), device=ref.device).to(ref.dtype)
             return (ref @ q).float().cpu().numpy()
         return np.asarray(ref, np.float32) @ np.asarray(query, np.float32)
 
@@ -167,7 +173,7 @@ def candidate_evidence(
     feats = np.zeros((n, width, len(FEATURES)), np.float64)
     if n == 0 or len(refs) == 0:
         return Candidates(objects, rows, feats)
-    sims, idx = nearest(queries, refs.embeddings, SEARCH_DEPTH)
+    sims, idx = nearest(queries, refs.embeddings, SEARCH_DEPTH, refs.chunk)
     for qi in range(n):
         best: dict[int, tuple[float, int]] = {}
         for s, r in zip(sims[qi], idx[qi], strict=True):

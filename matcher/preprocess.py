@@ -25,18 +25,25 @@ class Preprocess:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
+    def fitted_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of a width x height photo resized so its longer side fits."""
+        scale = self.resolution / max(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+    @property
+    def fill(self) -> tuple[int, int, int]:
+        """The padding colour: the backbone's mean, which normalises to zero."""
+        return tuple(int(round(m * 255)) for m in self.mean)  # type: ignore[return-value]
+
     def fit(self, image: Image.Image) -> np.ndarray:
         """Resize (antialiased, aspect kept) and pad to a square: HxWx3 uint8."""
         image = image.convert("RGB") if image.mode != "RGB" else image
         width, height = image.size
-        scale = self.resolution / max(width, height)
-        new_w = max(1, round(width * scale))
-        new_h = max(1, round(height * scale))
+        new_w, new_h = self.fitted_size(width, height)
         if (new_w, new_h) != (width, height):
             # PIL's resize filters integrate over the source footprint, i.e. antialias.
             image = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=None)
-        fill = tuple(int(round(m * 255)) for m in self.mean)
-        canvas = Image.new("RGB", (self.resolution, self.resolution), fill)
+        canvas = Image.new("RGB", (self.resolution, self.resolution), self.fill)
         canvas.paste(image, ((self.resolution - new_w) // 2, (self.resolution - new_h) // 2))
         return np.array(canvas, dtype=np.uint8)
 

@@ -28,14 +28,17 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
+from artwatch.db.retry import DB_UNAVAILABLE
 from artwatch.images import ImageStore
-from artwatch.images.decode import perceptual_hash_pair
 from artwatch.images.records import record_image
 from matcher.bundle import Bundle
 from matcher.catalogue_index import CatalogueIndex
+from matcher.decode import photos_of
 from matcher.engine import PhotoScores, score_photos
-from matcher.evidence import PHASH_NEAR
+from matcher.evidence import CHUNK, PHASH_NEAR
+from matcher.failures import mark_unreadable, record_scored
 from matcher.indexing import store_embeddings
+from matcher.inference import PhotoPredictor
 from matcher.overlay import keypoint_overlay
 from matcher.scoring import (
     bucket_of,
@@ -72,22 +75,35 @@ def _vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4")
 
 
+def _hashes(row: dict[str, Any]) -> tuple[int, int]:
+    """(pHash, mirror-image pHash) of a stored photo; photos stored before the mirror hash was
+    recorded compare their plain hash only."""
+    plain = int(row["phash"])
+    mirror = row.get("phash_mirror")
+    return plain, int(mirror) if mirror is not None else plain
+
+
 class Recogniser:
     """A loaded bundle + catalogue index, ready to score photos and decide listings."""
 
     def __init__(self, bundle: Bundle, bundle_id: int, index: CatalogueIndex,
-                 store: ImageStore, policy: MatchPolicy) -> None:
+                 store: ImageStore, policy: MatchPolicy,
+                 predictor: PhotoPredictor | None = None) -> None:
         self.bundle = bundle
         self.bundle_id = bundle_id
         self.index = index
         self.store = store
         self.policy = policy
+        # How a batch of stored photos becomes embeddings (decoder pool + model).
+        self.predictor = predictor or PhotoPredictor(bundle, store)
         self.spec = check_spec(bundle.score)
         self.point = operating_point(bundle.thresholds, policy.operating_point)
 
     @classmethod
     def load(cls, conn: psycopg.Connection, store: ImageStore, policy: MatchPolicy,
-             device: str = "cpu", cache_dir: Any = None) -> Recogniser:
+             device: str = "cpu", cache_dir: Any = None, *, decode_threads: int = 0,
+             model_batch: int = 64, retrieval_chunk: int = CHUNK,
+             catalogue_dtype: str = "float32") -> Recogniser:
         """The active bundle and its index; clear errors when either cannot serve.
 
         Raises NoActiveBundle, `matcher.bundle.BundleError`, `matcher.scoring.ScoreSpecError`,
@@ -101,22 +117,30 @@ class Recogniser:
         check_spec(bundle.score)
         operating_point(bundle.thresholds, policy.operating_point)
         index = CatalogueIndex.load(conn, int(row["id"]), bundle, device=device, store=store,
-                                    cache_dir=cache_dir)
+                                    cache_dir=cache_dir, dtype=catalogue_dtype,
+                                    chunk=retrieval_chunk)
         index.require(row["name"])
+        predictor = PhotoPredictor(bundle, store, threads=decode_threads, model_batch=model_batch)
         log.info("loaded bundle %s, %d indexed catalogue photos of %d objects", row["name"],
                  len(index), len(set(index.object_ids.tolist())))
-        return cls(bundle, int(row["id"]), index, store, policy)
+        return cls(bundle, int(row["id"]), index, store, policy, predictor)
 
     # --- photos -------------------------------------------------------------------------
 
     def score(self, embeddings: np.ndarray, phashes: Sequence[tuple[int, int]],
-              pictures: Sequence[Any] | None) -> PhotoScores:
-        """The engine on a batch (pictures: PIL photos for verification, or None)."""
-        return score_photos(
-            self.bundle, self.index.refs, embeddings, phashes,
-            query_picture=(lambda qi: pictures[qi]) if pictures is not None else None,
-            reference_local=self.index.local_features,
-        )
+              shas: Sequence[str]) -> PhotoScores:
+        """The engine on a batch; the few photos it verifies are decoded again from the store
+        (full size, for local features) when it asks for them."""
+
+        def picture(qi: int) -> Any:
+            try:
+                return self.store.open_rgb(shas[qi])
+            except (OSError, ValueError) as exc:  # gone since: scored without verification
+                log.warning("photo %s unreadable for verification: %s", shas[qi], exc)
+                return None
+
+        return score_photos(self.bundle, self.index.refs, embeddings, phashes,
+                            query_picture=picture, reference_local=self.index.local_features)
 
     def payload(self, scores: PhotoScores, qi: int, embedding: np.ndarray) -> dict[str, Any]:
         """A photo's `predictions.topk`: every candidate, best first, with its evidence."""
@@ -145,26 +169,27 @@ class Recogniser:
             return 0
         rows = conn.execute(
             """
-            SELECT i.id, i.sha256 FROM images i
+            SELECT i.id, i.sha256, i.phash, i.phash_mirror FROM images i
              WHERE i.id = ANY(%s) AND NOT EXISTS (
                    SELECT 1 FROM predictions p WHERE p.image_id = i.id AND p.bundle_id = %s)
              ORDER BY i.id
             """,
             (ids, self.bundle_id),
         ).fetchall()
-        pictures, kept = [], []
-        for row in rows:
-            try:
-                pictures.append(self.store.open_rgb(row["sha256"].strip()))
-                kept.append(row)
-            except (OSError, ValueError) as exc:  # missing or damaged file: skip, keep going
-                log.error("image %s (%s) cannot be read: %s", row["id"], row["sha256"], exc)
+        # Decoded in a thread pool at about the model's resolution, overlapped with the model
+        # (matcher.inference); a photo that can never be decoded is recorded failed once.
+        batch = self.predictor.predict(photos_of(rows))
+        mark_unreadable(conn, batch.unreadable)
+        if batch.retry:
+            log.warning("images %s could not be read now; the sweeper retries them", batch.retry)
+        by_id = {int(row["id"]): row for row in rows}
+        kept = [by_id[i] for i in batch.ids]
         if not kept:
             return 0
-        embeddings = self.bundle.embed(pictures)
-        phashes = [perceptual_hash_pair(p) for p in pictures]
-        scores = self.score(embeddings, phashes, pictures)
-        self._write_predictions(conn, [int(r["id"]) for r in kept], embeddings, phashes, scores)
+        phashes = [_hashes(r) for r in kept]
+        scores = self.score(batch.embeddings, phashes, [r["sha256"].strip() for r in kept])
+        self._write_predictions(conn, [int(r["id"]) for r in kept], batch.embeddings, phashes,
+                                scores)
         return len(kept)
 
     def rescore_photos(self, conn: psycopg.Connection, image_ids: Sequence[int]) -> list[int]:
@@ -172,7 +197,7 @@ class Recogniser:
         changed, the model did not). Returns the ids that had an embedding under the bundle."""
         rows = conn.execute(
             """
-            SELECT e.image_id, e.vector, i.sha256, i.phash FROM embeddings e
+            SELECT e.image_id, e.vector, i.sha256, i.phash, i.phash_mirror FROM embeddings e
               JOIN images i ON i.id = e.image_id
              WHERE e.bundle_id = %s AND e.image_id = ANY(%s)
              ORDER BY e.image_id
@@ -182,16 +207,8 @@ class Recogniser:
         if not rows:
             return []
         embeddings = np.stack([_vector(r["vector"]) for r in rows])
-        pictures, phashes = [], []
-        for r in rows:
-            try:
-                picture = self.store.open_rgb(r["sha256"].strip())
-                pictures.append(picture)
-                phashes.append(perceptual_hash_pair(picture))
-            except (OSError, ValueError):
-                pictures.append(None)
-                phashes.append((int(r["phash"]), int(r["phash"])))
-        scores = self.score(embeddings, phashes, pictures)
+        phashes = [_hashes(r) for r in rows]
+        scores = self.score(embeddings, phashes, [r["sha256"].strip() for r in rows])
         ids = [int(r["image_id"]) for r in rows]
         self._write_predictions(conn, ids, embeddings, phashes, scores, replace=True)
         return ids
@@ -366,6 +383,17 @@ class Recogniser:
                     (list(ids),),
                 ).fetchall():
                     want(int(r["listing_id"]), origin)
-        match_ids = [m["match_id"] for lid in sorted(listings)
-                     for m in self.score_listing(conn, lid, listings[lid])]
-        return {"photos": recognised, "listings": len(listings), "match_ids": match_ids}
+        match_ids: list[int] = []
+        scored, failed = [], {}
+        for lid in sorted(listings):
+            try:
+                match_ids += [m["match_id"] for m in self.score_listing(conn, lid, listings[lid])]
+                scored.append(lid)
+            except DB_UNAVAILABLE:
+                raise  # the whole batch waits for the database and is retried
+            except Exception as exc:  # one listing's bug does not cost the others their scores
+                log.exception("listing %s could not be scored", lid)
+                failed[lid] = f"{type(exc).__name__}: {exc}"[:500]
+        record_scored(conn, self.bundle_id, scored, failed)
+        return {"photos": recognised, "listings": len(listings), "match_ids": match_ids,
+                "listing_ids": sorted(listings)}

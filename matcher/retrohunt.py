@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from matcher.failures import record_scored
 from matcher.recognise import Recogniser
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def run_hunt(conn: psycopg.Connection, recogniser: Recogniser, hunt_id: int, *,
             have = set(recogniser.rescore_photos(conn, images))
             requeued = 0
             new: list[int] = []
+            scored: list[int] = []
             for r in rows:
                 missing = [int(i) for i in r["images"] if int(i) not in have]
                 if missing and enqueue is not None:
@@ -91,6 +93,8 @@ def run_hunt(conn: psycopg.Connection, recogniser: Recogniser, hunt_id: int, *,
                 if len(missing) < len(r["images"]):  # decide on what is embedded already
                     new += [m["match_id"] for m in
                             recogniser.score_listing(conn, int(r["id"]), "retro-hunt")]
+                    scored.append(int(r["id"]))
+            record_scored(conn, recogniser.bundle_id, scored)
             last = int(rows[-1]["id"])
             match_ids += new
             conn.execute(

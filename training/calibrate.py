@@ -99,8 +99,9 @@ def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray, names
     spec: dict = {"global": fit_logistic(x, y, GLOBAL_FEATURES), "verify_floor": verify_floor}
     if use_local:
         # The verified model learns from exactly the rows the matcher would verify.
+        cols = [FEATURES.index(n) for n in spec["global"]["features"]]
         p_global = np.where(qs.candidates.objects >= 0, apply_logistic(
-            spec["global"], qs.candidates.features[..., :len(GLOBAL_FEATURES)]), 0.0)
+            spec["global"], qs.candidates.features[..., cols]), 0.0)
         gate = np.zeros(rows.shape, bool)
         eligible = verifiable(qs.candidates.objects, qs.candidates.features)
         for qi, ci in verification_targets(spec, qs.candidates.objects, p_global, eligible):

@@ -276,9 +276,11 @@ def activate_model(
     from training.registry import RegistryError, activate_bundle
 
     with _db() as conn:
-        row = conn.execute("SELECT id, path FROM bundles WHERE name = %s", (name,)).fetchone()
+        row = conn.execute("SELECT id, path, active FROM bundles WHERE name = %s",
+                           (name,)).fetchone()
         if row is None:
             _fail(f"no bundle named {name!r} (artwatch models list)")
+        already = bool(row["active"])
         try:
             info = read_info(row["path"])
             check_spec(info.get("score"))
@@ -292,7 +294,7 @@ def activate_model(
         except RegistryError as exc:
             _fail(str(exc))
         console.print(f"active bundle: {name}")
-        if retrohunt:
+        if retrohunt and not already:
             from matcher.cli import queue_retrohunt
 
             queue_retrohunt(conn, int(row["id"]), "activate")

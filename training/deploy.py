@@ -192,16 +192,27 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
+    done = [0, 0]  # photos through the backbone, the last tenth logged
+
+    def advance(n: int) -> None:
+        done[0] += n
+        tenth = 10 * done[0] // max(1, len(photos))
+        if tenth > done[1]:  # a line every 10% as well: the bar is not seen in a pipe
+            done[1] = tenth
+            log(f"  photos {done[0]}/{len(photos)} ({time.perf_counter() - t0:.0f}s)")
+        progress.advance(task, n)
+
     with _progress(req.progress) as progress:
         task = progress.add_task(
-            f"photos: original + {req.views} listing views + re-used copy", total=len(photos))
+            f"photos: original + {req.views} listing views + re-used copy + hash twin",
+            total=len(photos))
         views = render_views(
             photos, model.backbone, preprocess, n_views=req.views, query_views=req.query_views,
             seed=req.seed, device=device, local=req.local_features, workers=req.workers,
-            progress=lambda n: progress.advance(task, n),
+            progress=advance,
         )
     timings["views_s"] = time.perf_counter() - t0
-    log(f"{len(photos)} photos of {len(objects)} objects: {len(photos) * (req.views + 2)} "
+    log(f"{len(photos)} photos of {len(objects)} objects: {len(photos) * (req.views + 3)} "
         f"images through the backbone in {timings['views_s']:.0f}s")
 
     t0 = time.perf_counter()

@@ -60,9 +60,8 @@ class _Candidate:
 
 def _store_one(args: tuple[str, str, int, int, int]) -> StoredImage | str:
     """Worker: validate and store one photo; an error message instead of raising."""
-    path, root, max_bytes, max_pixels, min_side = args
-    store = ImageStore(Path(root), max_bytes=max_bytes, max_pixels=max_pixels,
-                       min_side=min_side)
+    path, location, max_bytes, max_pixels, min_side = args
+    store = ImageStore(location, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side)
     try:
         return store.put(Path(path).read_bytes())
     except ImageRejected as exc:
@@ -197,7 +196,7 @@ def import_catalogue(
     if progress:
         progress(len(candidates) - len(todo))
 
-    jobs = [(str(c.path), str(store.root), store.max_bytes, store.max_pixels, store.min_side)
+    jobs = [(str(c.path), store.location, store.max_bytes, store.max_pixels, store.min_side)
             for c in todo]
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) > 32 else None
     try:

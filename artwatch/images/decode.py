@@ -15,9 +15,16 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "TIFF", "MPO"})
+# AVIF is decoded by Pillow itself (libavif); HEIF/HEIC (iPhone photos) by the pillow-heif
+# plugin (libheif), registered here so every process that decodes photos - the crawl's
+# photo workers, the matcher, the catalogue import, thumbnails - reads them alike. Only the
+# primary image is read: no thumbnails, depth maps or auxiliary images are decoded.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "TIFF", "MPO", "AVIF", "HEIF"})
 
 
 class ImageRejected(ValueError):
@@ -38,6 +45,7 @@ class DecodedImage:
     width: int
     height: int
     phash: int  # 64-bit perceptual hash as a signed integer (fits PostgreSQL bigint)
+    phash_mirror: int = 0  # the same of the left-right mirror image (mirrored re-use)
 
 
 def _signed64(value: int) -> int:
@@ -98,7 +106,7 @@ def hamming(a: int, b: int) -> int:
     return ((a ^ b) & ((1 << 64) - 1)).bit_count()
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """8-bit RGB, compositing any transparency onto white (how a web page shows it)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
@@ -168,13 +176,15 @@ def decode_image(
         oriented = ImageOps.exif_transpose(image)
     except Exception:  # a broken EXIF block should not lose an otherwise good photo
         oriented = image
-    rgb = _to_rgb(oriented)
+    rgb = to_rgb(oriented)
+    plain, mirrored = perceptual_hash_pair(rgb)
     return DecodedImage(
         image=rgb,
         format="JPEG" if fmt == "MPO" else fmt,
         width=rgb.width,
         height=rgb.height,
-        phash=perceptual_hash(rgb),
+        phash=plain,
+        phash_mirror=mirrored,
     )
 
 

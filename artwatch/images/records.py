@@ -19,12 +19,14 @@ from artwatch.images.store import StoredImage
 # UPDATE (a no-op) rather than DO NOTHING, so that a row another transaction inserted a
 # moment ago is returned too.
 UPSERT_IMAGES = """
-INSERT INTO images (sha256, format, width, height, size_bytes, phash)
-SELECT sha256, format, width, height, size_bytes, phash FROM (
+INSERT INTO images (sha256, format, width, height, size_bytes, phash, phash_mirror)
+SELECT sha256, format, width, height, size_bytes, phash, phash_mirror FROM (
     SELECT DISTINCT ON (sha256) *
       FROM unnest(%(sha256)s::char(64)[], %(format)s::text[], %(width)s::int[],
-                  %(height)s::int[], %(size_bytes)s::bigint[], %(phash)s::bigint[])
-           WITH ORDINALITY AS u(sha256, format, width, height, size_bytes, phash, ord)
+                  %(height)s::int[], %(size_bytes)s::bigint[], %(phash)s::bigint[],
+                  %(phash_mirror)s::bigint[])
+           WITH ORDINALITY AS u(sha256, format, width, height, size_bytes, phash,
+                                phash_mirror, ord)
      ORDER BY sha256, ord
 ) AS batch
 ORDER BY ord
@@ -41,6 +43,7 @@ def images_params(stored: Sequence[StoredImage]) -> dict[str, list[Any]]:
         "height": [s.height for s in stored],
         "size_bytes": [s.size_bytes for s in stored],
         "phash": [s.phash for s in stored],
+        "phash_mirror": [s.phash_mirror for s in stored],
     }
 
 

@@ -20,6 +20,7 @@ from scrapy.exceptions import CloseSpider
 
 from artwatch.browser import browser_problem
 from artwatch.db import connect
+from artwatch.db.retry import DB_UNAVAILABLE
 from crawler import middlewares
 from crawler.extensions import CLOSE_DETAIL
 from crawler.listings import seen_external_ids, seen_urls
@@ -101,8 +102,15 @@ class SourceSpider(scrapy.Spider):
         """False once an incremental crawl reaches a page of lots it has already seen."""
         if not self.incremental:
             return True
-        seen = len(seen_urls(self.conn, self.source.id, list(lot_urls)))
-        seen += len(seen_external_ids(self.conn, self.source.id, list(external_ids)))
+        try:
+            seen = len(seen_urls(self.conn, self.source.id, list(lot_urls)))
+            seen += len(seen_external_ids(self.conn, self.source.id, list(external_ids)))
+        except DB_UNAVAILABLE as exc:  # cannot tell: page on (a later page may tell)
+            self.logger.warning("incremental check unavailable (%s); paging on", exc)
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            return True
         if seen >= min(self._stop_after(), max(len(lot_urls) + len(external_ids), 1)):
             self.crawler.stats.inc_value("artwatch/incremental_stops")
             self.logger.info("incremental crawl: %d seen lots on this page, not paging on", seen)

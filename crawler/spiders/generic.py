@@ -12,8 +12,11 @@ Selectors live in the source's settings:
         "json_ld": true},                                 # schema.org Product first
      "playwright": false, "ready_selector": "#lots[data-ready]"}
 
-Field selectors are CSS (`::text` / `::attr()` allowed); structured data read by extruct wins
-where present, so a site with good JSON-LD needs only the list selectors.
+Field selectors are CSS (`::text` / `::attr()` allowed); `estimate` may select one text holding
+a range (`Estimate 1.200 – 1.500 €`) instead of `estimate_low` / `estimate_high`; `photos`
+selects `<img>` or `<picture>` elements. Structured data (`crawler.structured`: JSON-LD,
+microdata, RDFa) wins where present, so a site with good JSON-LD needs only the list
+selectors; a lot page without it is still read, and its listing records `no_product`.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from typing import Any
 
 import scrapy
 from scrapy.http import Response
+from scrapy.utils.response import get_base_url
 
-from crawler.extract import css_value, lot_fields, photo_urls, structured_product
+from crawler import problems
+from crawler.extract import css_value, lot_fields, photo_candidates
 from crawler.items import LotItem
 from crawler.spiders.base import SourceSpider
+from crawler.structured import structured_lot
 
 
 class GenericSpider(SourceSpider):
@@ -100,10 +106,12 @@ class GenericSpider(SourceSpider):
     def lot_item(self, scope: Any, response: Response, *, from_card: bool) -> LotItem | None:
         """A lot from structured data (lot pages) and the source's CSS selectors."""
         lot_sel = self.selectors["lot"]
+        base_url = get_base_url(response)  # honours <base href>
         found: dict[str, Any] = {}
+        structured = None
         if not from_card and self.selectors.get("json_ld", True):
-            product = structured_product(response.selector, response.url)
-            found = {k: v for k, v in product.items() if v}
+            structured = structured_lot(response.selector, base_url, lambda: response.text)
+            found = {k: v for k, v in structured.fields.items() if v not in (None, "")}
         # Selectors only for what structured data left out (each is a CSS query).
         missing = {k: v for k, v in lot_sel.items() if k != "photos" and not found.get(k)}
         for name, value in lot_fields(scope, missing).items():
@@ -111,12 +119,12 @@ class GenericSpider(SourceSpider):
                 found[name] = value
         url = found.get("url")
         url = response.urljoin(url) if url else response.url
-        photos = photo_urls(scope.css(lot_sel.get("photos", "img")), response.url,
-                            found.get("photo_urls", []))
+        photos = photo_candidates(scope.css(lot_sel.get("photos", "img")), base_url,
+                                  structured.photos if structured else ())
         if not found.get("title"):
             return None
         data = {"lot_number": found.get("lot_number"), "page": response.url}
-        return LotItem(
+        item = LotItem(
             external_id=found.get("external_id") or url,
             url=url,
             title=found.get("title"),
@@ -125,12 +133,22 @@ class GenericSpider(SourceSpider):
             currency=found.get("currency"),
             estimate_low=found.get("estimate_low"),
             estimate_high=found.get("estimate_high"),
+            estimate=found.get("estimate"),
             sale_date=found.get("sale_date"),
             seller=found.get("seller"),
             lot_number=found.get("lot_number"),
-            photo_urls=photos,
+            photo_urls=[candidates[0] for candidates in photos],
+            photo_fallbacks={c[0]: c[1:] for c in photos if len(c) > 1},
             data={k: v for k, v in data.items() if v},
         )
+        if structured is not None:
+            for reason, detail in structured.problems:
+                problems.add(item, reason, detail)
+            if not structured.found:
+                problems.add(item, problems.NO_PRODUCT,
+                             "no schema.org Product or artwork in the page's JSON-LD, "
+                             "microdata or RDFa; fields from the CSS selectors")
+        return item
 
 
 __all__ = ["GenericSpider", "css_value"]

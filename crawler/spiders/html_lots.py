@@ -1,7 +1,8 @@
 """Server-rendered auction sites: sale pages -> paginated lot lists -> lot pages.
 
-Lot fields come from the page's schema.org Product/Offer JSON-LD (read with extruct), with
-CSS selectors as the fallback for pages whose structured data is missing or broken.
+Lot fields come from the page's schema.org structured data (`crawler.structured`: JSON-LD,
+microdata or RDFa), with CSS selectors as the fallback for pages whose structured data is
+missing or broken (such a lot's listing records the problem).
 """
 
 from crawler.spiders.generic import GenericSpider

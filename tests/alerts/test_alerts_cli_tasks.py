@@ -92,7 +92,12 @@ def test_urgent_task_runs_in_a_real_worker(conn, store, reviewer, smtp_server):
             time.sleep(0.2)
         assert len(box.messages) == 1, "worker did not deliver"
         assert box.messages[0]["Subject"].startswith("[artwatch URGENT]")
-        row = conn.execute("SELECT kind, status FROM alerts").fetchone()
+        # The worker records "sent" just after the SMTP server has the message: wait for it.
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT kind, status FROM alerts").fetchone()
+            if row is not None and row["status"] != "pending":
+                break
+            time.sleep(0.2)
         assert dict(row) == {"kind": "urgent", "status": "sent"}
     finally:
         worker.terminate()

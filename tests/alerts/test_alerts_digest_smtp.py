@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 import threading
 
 import pytest
+from PIL import Image
 
 from alerts.dispatch import Dispatcher
 from alerts.feedback import record_decision
@@ -244,7 +247,12 @@ def test_outbox_when_no_smtp_is_configured(conn, store, reviewer, tmp_path):
     emls = [p for p in settings.outbox_dir.glob("*.eml") if name.strip("<>")[:20] in p.name]
     assert len(emls) == 1
     page = emls[0].with_suffix(".html").read_text()
-    assert f"{settings.web_base_url}/img/" in page and "cid:" not in page
+    # Readable as written: every photo is in the file itself (no cid: part, no login).
+    assert "cid:" not in page and "/img/" not in page
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) >= 2 * 2 and all(s.startswith("data:image/jpeg;base64,") for s in sources)
+    for src in sources:
+        assert Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).size[0] > 0
     msg = message_from_bytes(emls[0].read_bytes(), policy=policy.default)
     assert msg["Message-ID"] == name
     assert conn.execute("SELECT delivered_via FROM alerts").fetchone()["delivered_via"] == "outbox"
@@ -279,3 +287,34 @@ def test_saliency_overlay_shown_and_missing_photo_is_a_placeholder(
     assert 'alt="saliency overlay"' in html
     assert "no catalogue photo" in html
     assert set(re.findall(r'src="cid:([^"]+)"', html)) == set(images)
+
+
+def test_digest_sets_low_candidates_apart_and_drops_negligible_ones(conn, store, reviewer):
+    """Candidates over the bundle's threshold alert; lower ones are shown apart; ~0% ones not."""
+    from alerts.dispatch import load_digest
+    from alerts.render import LinkedImages, render_html, render_text
+    from artwatch.settings import get_settings
+
+    seeded = seed_matches(conn, store, listings=1, candidates=4)
+    point = get_settings().match_operating_point
+    conn.execute("UPDATE bundles SET info = info || jsonb_build_object('thresholds', "
+                 "jsonb_build_object(%s::text, 0.6))", (point,))
+    scores = [0.91, 0.72, 0.31, 0.0002]  # two alert, one for comparison, one negligible
+    for match_id, score in zip(seeded.match_ids, scores, strict=True):
+        conn.execute("UPDATE matches SET score = %s, bundle_id = %s, evidence = evidence || "
+                     "'{\"method\": \"classifier\"}' WHERE id = %s",
+                     (score, seeded.bundle_id, match_id))
+    alert_id = Dispatcher(get_settings()).prepare("digest")[0]
+    digest = load_digest(conn, alert_id, top_k=5, operating_point=point)
+    (view,) = digest.listings
+    assert [c.score for c in view.alerted_candidates] == pytest.approx(scores[:2])
+    assert [c.score for c in view.low_candidates] == pytest.approx([0.31])
+    assert view.negligible == 1 and digest.match_count == 2
+    links = ReviewLinks("s" * 32, "http://review.test", 3600)
+    html = render_html(digest, links, LinkedImages("http://review.test"), inline=False)
+    alerted_part, low_part = html.split("Below the alert threshold", 1)
+    assert "91.0%" in alerted_part and "72.0%" in alerted_part and "31.0%" not in alerted_part
+    assert "31.0%" in low_part and "0.0%" not in html
+    assert "1 further candidate scored under 0.1%" in html
+    text = render_text(digest, links)
+    assert "Below the alert threshold" in text and "0.0%" not in text

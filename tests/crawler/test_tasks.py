@@ -42,6 +42,19 @@ def test_cron_schedule_decides_what_is_due(houses) -> None:
         assert [s.name for s, _ in due_sources(conn, now + dt.timedelta(hours=1))] == ["meridian"]
 
 
+def test_new_source_is_due_at_once(houses) -> None:
+    """Never crawled on schedule: the first look finds it due (whatever its cron says)."""
+    from crawler.schedule import due_now
+
+    register(houses("meridian", style="html", lots=8), schedule="0 0 1 1 *")  # yearly
+    with connect(autocommit=True) as conn:
+        assert [s.name for s in due_now(conn)] == ["meridian"]
+        assert conn.execute("SELECT count(*) AS n FROM crawls").fetchone()["n"] == 0  # read-only
+        assert [s.name for s, _ in due_sources(conn)] == ["meridian"]
+        conn.execute("UPDATE crawls SET status = 'finished'")
+        assert due_now(conn) == [] and due_sources(conn) == []  # next: next January
+
+
 def test_beat_has_the_one_schedule_entry() -> None:
     import crawler.tasks  # noqa: F401 - registers the tasks and the periodic entry
 

@@ -148,7 +148,13 @@ def test_object_added_after_training_is_found_live_and_by_retro_hunt(
         conn: psycopg.Connection, served, catalogue_dirs) -> None:
     added = object_spec(SEED, 11)  # the object kept out of the training catalogue
     rec = served["recogniser"]()
-    old, old_ids = listing(conn, served, [jpeg(view(11, q, listing=False)) for q in range(3)])
+    # An old listing: the museum's photo of the object re-used (cropped, re-saved) and two
+    # new photos of it, crawled before anyone catalogued it.
+    museum = Image.open(next((catalogue_dirs["added"] / "images").iterdir())).convert("RGB")
+    w, h = museum.size
+    reused = jpeg(museum.crop((w // 10, h // 12, w - w // 12, h - h // 10)).resize((300, 300)), 70)
+    old, old_ids = listing(conn, served, [reused] + [jpeg(view(11, q, listing=False))
+                                                     for q in range(2)])
     decide(conn, rec, old, old_ids)
     assert all(m["accession"] != added.object_id for m in matches(conn, old))
 

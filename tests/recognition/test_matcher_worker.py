@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import psycopg
 import pytest
 from PIL import Image
@@ -18,6 +19,7 @@ from recognition_support import REPO, jpeg, listing, matches
 
 from artwatch.demo import distractor_listing_photos
 from artwatch.queue import MATCH_IMAGES, MATCHER_QUEUE, app
+from matcher.bundle import Bundle
 from matcher.catalogue_index import CatalogueIndex, NotIndexed
 from matcher.recognise import MatchPolicy, Recogniser
 
@@ -103,8 +105,79 @@ def test_an_active_bundle_without_an_index_is_refused_with_the_command(
     conn.execute("DELETE FROM embeddings")
     with pytest.raises(NotIndexed, match="artwatch index"):
         Recogniser.load(conn, served["store"], MatchPolicy())
-    index = CatalogueIndex.load(conn, served["bundle_id"], Recogniser.__init__ and
-                                __import__("matcher.bundle").bundle.Bundle.load(
-                                    conn.execute("SELECT path FROM bundles WHERE active")
-                                    .fetchone()["path"]))
-    assert len(index) == 0
+    bundle = Bundle.load(conn.execute("SELECT path FROM bundles WHERE active")
+                         .fetchone()["path"])
+    assert len(CatalogueIndex.load(conn, served["bundle_id"], bundle)) == 0
+
+
+def _photo(seed: int, size: int = 96) -> bytes:
+    """A photo of no catalogued object (smooth random colours)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, size=(6, 6, 3), dtype=np.uint8)
+    return jpeg(Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC), 92)
+
+
+def test_undecodable_stored_photo_is_recorded_failed_once(
+        conn: psycopg.Connection, served) -> None:
+    good, broken = _photo(501), _photo(502)
+    lot, ids = listing(conn, served, [good, broken])
+    path = served["store"].path_for(conn.execute(
+        "SELECT sha256 FROM images WHERE id = %s", (ids[1],)).fetchone()["sha256"].strip())
+    path.write_bytes(broken[: len(broken) // 4])  # the stored file is damaged
+    rec = served["recogniser"]()
+    assert rec.recognise_photos(conn, ids) == 1  # the good photo; the batch goes on
+    rows = conn.execute("SELECT image_id, status, error FROM listing_images "
+                        "WHERE listing_id = %s ORDER BY position", (lot,)).fetchall()
+    assert [r["status"] for r in rows] == ["stored", "failed"]
+    assert rows[1]["error"].startswith("corrupt: ")
+    # Never tried again: not by the matcher, not by the sweeper.
+    assert rec.recognise_photos(conn, ids) == 0
+    from matcher.sweeper import STALE_PHOTOS
+
+    conn.execute("UPDATE listing_images SET queued_at = now() - interval '1 hour'")
+    stale = conn.execute(STALE_PHOTOS, {"after": 60, "bundle": served["bundle_id"],
+                                        "limit": 100}).fetchall()
+    assert stale == []
+    assert conn.execute("SELECT count(*) AS n FROM predictions WHERE image_id = %s",
+                        (ids[1],)).fetchone()["n"] == 0
+
+
+def test_sweeper_requeues_lost_work_and_gives_up_after_max_attempts(
+        conn: psycopg.Connection, served) -> None:
+    from queue_support import queued
+
+    from matcher.sweeper import sweep
+
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(MATCHER_QUEUE)
+    lost, lost_ids = listing(conn, served, [_photo(601), _photo(602)])
+    fresh, _ = listing(conn, served, [_photo(603)])
+    stuck, _ = listing(conn, served, [_photo(604)])
+    unscored, unscored_ids = listing(conn, served, [_photo(605)])
+    rec = served["recogniser"]()
+    assert rec.recognise_photos(conn, unscored_ids) == 1  # killed before scoring
+    conn.execute("UPDATE predictions SET created_at = now() - interval '1 hour'")
+    conn.execute("UPDATE listing_images SET queued_at = now() - interval '1 hour' "
+                 "WHERE listing_id <> %s", (fresh,))
+    conn.execute("UPDATE listing_images SET match_attempts = 3 WHERE listing_id = %s", (stuck,))
+    kwargs = {"task": MATCH_IMAGES, "queue": MATCHER_QUEUE, "after_s": 60, "max_attempts": 3,
+              "limit": 100}
+    result = sweep(conn, app, **kwargs)
+    assert (result.photos, result.listings, result.gave_up) == (2, 1, 1)
+    sent = {kw["listing_id"]: args[0] for args, kw in queued(MATCH_IMAGES)}
+    assert sent == {lost: sorted(lost_ids), unscored: unscored_ids}
+    row = conn.execute("SELECT status, error FROM listing_images WHERE listing_id = %s",
+                       (stuck,)).fetchone()
+    assert row["status"] == "failed" and row["error"].startswith("match_gave_up")
+    assert conn.execute("SELECT match_attempts FROM listing_images WHERE listing_id = %s",
+                        (lost,)).fetchone()["match_attempts"] == 1
+    # Just re-queued: not again before the bound has passed once more.
+    again = sweep(conn, app, **kwargs)
+    assert (again.photos, again.listings) == (0, 0)
+    assert len(queued(MATCH_IMAGES)) == 2
+    # Back-pressure: a long queue is not fed more.
+    conn.execute("UPDATE listing_images SET queued_at = now() - interval '1 hour'")
+    full = sweep(conn, app, **{**kwargs, "limit": 1})
+    assert full.skipped and "already queued" in full.skipped
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(MATCHER_QUEUE)

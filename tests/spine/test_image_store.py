@@ -30,7 +30,7 @@ def _files(store: ImageStore) -> list[Path]:
     return [p for p in store.root.rglob("*") if p.is_file()]
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "AVIF", "HEIF"])
 def test_valid_photo_stored_once_when_given_twice(image_store: ImageStore, fmt: str) -> None:
     data = _encode(_photo(), fmt)
     first = image_store.put(data)
@@ -71,6 +71,27 @@ def test_decompression_bomb_rejected_before_decoding(tmp_path: Path) -> None:
         store.put(bomb)
     assert info.value.reason == "too_many_pixels"
     assert list(tmp_path.rglob("*")) == []
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_avif_and_heif_get_the_same_limits(tmp_path: Path, fmt: str) -> None:
+    store = ImageStore(tmp_path, max_bytes=10_000_000, max_pixels=1_000_000)
+    with pytest.raises(ImageRejected) as info:  # 16 Mpx in a small file: refused unread
+        store.put(_encode(Image.new("L", (4000, 4000)), fmt))
+    assert info.value.reason == "too_many_pixels"
+    photo = _encode(_photo((256, 256)), fmt, quality=95)
+    with pytest.raises(ImageRejected) as info:
+        store.put(photo[: len(photo) // 2])
+    assert info.value.reason in ("corrupt", "not_an_image")
+    with pytest.raises(ImageRejected) as info:
+        ImageStore(tmp_path, max_bytes=len(photo) - 1, max_pixels=10_000_000).put(photo)
+    assert info.value.reason == "too_large"
+    assert list(tmp_path.rglob("*")) == []
+    # Upright like every other format (EXIF orientation 6: turned a quarter).
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = store.put(_encode(_photo((64, 48)), fmt, exif=exif.tobytes()))
+    assert (stored.width, stored.height) == (48, 64)
 
 
 def test_oversized_file_rejected(tmp_path: Path) -> None:

@@ -1,5 +1,9 @@
 -- One calibrated alert decision per listing (matcher.scoring) and retro-hunts.
 
+-- The perceptual hash of a photo's left-right mirror image (a mirrored re-use of a museum
+-- photo is found by comparing it too); null for photos stored before it was recorded.
+ALTER TABLE images ADD COLUMN phash_mirror bigint;
+
 -- A catalogue photo's distractor background under the bundle (matcher.evidence): its mean
 -- similarity to its nearest photos in the bundle's bank of ordinary listing photos.
 -- Null for listing photos (their embeddings are kept for retro-hunts).

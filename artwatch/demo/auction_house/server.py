@@ -169,9 +169,14 @@ class AuctionHouse:
         """Listen on 127.0.0.1 (`port` 0: any free one) in a thread of its own."""
         loop = asyncio.new_event_loop()
         self._loop = loop
-        self._server = loop.run_until_complete(loop.create_server(
-            lambda: _HttpProtocol(self), "127.0.0.1", port, backlog=128, reuse_address=True
-        ))
+        try:
+            self._server = loop.run_until_complete(loop.create_server(
+                lambda: _HttpProtocol(self), "127.0.0.1", port, backlog=128, reuse_address=True
+            ))
+        except OSError:  # the port is taken
+            loop.close()
+            self._loop = None
+            raise
         self._thread = threading.Thread(
             target=loop.run_forever, name=f"house-{self.config.name}", daemon=True
         )
@@ -397,14 +402,22 @@ class AuctionHouse:
 
 
 def start_houses(
-    configs: list[HouseConfig], catalogue_dir: Path | None = None
+    configs: list[HouseConfig], catalogue_dir: Path | None = None,
+    ports: dict[str, int] | None = None,
 ) -> dict[str, AuctionHouse]:
-    """Start several houses sharing one catalogue; returns them by name (call .stop())."""
+    """Start several houses sharing one catalogue; returns them by name (call .stop()).
+
+    `ports` asks for a port per house (the demo keeps its URLs from run to run); a port
+    that is taken falls back to any free one.
+    """
     catalogue = Catalogue(catalogue_dir) if catalogue_dir else None
     houses = {}
     for config in configs:
         house = AuctionHouse(config, catalogue)
-        house.start()
+        try:
+            house.start((ports or {}).get(config.name, 0))
+        except OSError:
+            house.start()
         houses[config.name] = house
     return houses
 

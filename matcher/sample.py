@@ -1,0 +1,64 @@
+"""An untrained bundle in the deployment format, for plumbing tests and throughput benchmarks.
+
+Random backbone weights (no download, no training), a whitening of the right shape, and a
+score that decides on the perceptual-hash evidence only: a listing photo that re-uses a
+catalogue photo alerts, anything else does not, whatever the random embeddings say. What the
+queue, the decode pool, the sweeper or the daemon are tested on does not depend on recognising
+anything; `artwatch train` makes real bundles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from matcher.bundle import save_bundle
+from matcher.evidence import GLOBAL_FEATURES
+from matcher.model import ArtefactClassifier, backbone_config
+from matcher.scoring import LISTING_FEATURES, bucket_keys
+
+UNTRAINED_DIM = 64
+ALERT_THRESHOLD = 0.9
+
+
+def _logistic(names: tuple[str, ...], coef: dict[str, float], intercept: float
+              ) -> dict[str, Any]:
+    return {"features": list(names), "mean": [0.0] * len(names), "scale": [1.0] * len(names),
+            "coef": [coef.get(n, 0.0) for n in names], "intercept": intercept}
+
+
+# reuse = 1 - distance / 12: up to 5 bits from a catalogue photo p >= 0.95 (alerts), 6 bits
+# 0.5, 8 bits 0.0025
+UNTRAINED_SCORE: dict[str, Any] = {
+    "kind": "calibrated-evidence",
+    "temperature": 0.05,
+    "candidates": 5,
+    "verify_floor": 1.1,  # never verify: nothing to verify with
+    "global": _logistic(GLOBAL_FEATURES, {"reuse": 36.0}, -18.0),
+    "listing": _logistic(LISTING_FEATURES, {"best_logit": 1.0}, 0.0),
+}
+UNTRAINED_THRESHOLDS: dict[str, Any] = {
+    "default": "precision_0.95",
+    "operating_points": {
+        name: {"buckets": dict.fromkeys(bucket_keys()[:-1], ALERT_THRESHOLD),
+               "promise": {b: {"per_1000": None, "interval": [None, None], "negatives": 0}
+                           for b in bucket_keys()[:-1]},
+               "note": "untrained: perceptual-hash evidence only"}
+        for name in ("precision_0.90", "precision_0.95", "precision_0.99", "alerts_per_1000_5")
+    },
+}
+
+
+def write_untrained_bundle(path: Path, *, name: str, objects: list[str],
+                           architecture: str = "tf_efficientnet_lite0",
+                           resolution: int = 64, dim: int = UNTRAINED_DIM) -> Path:
+    """Write the bundle directory `path` (embeddings of `dim` dimensions); returns it."""
+    model = ArtefactClassifier(architecture, 0, whitening_dim=dim)
+    cfg = backbone_config(architecture)
+    return save_bundle(Path(path), model.eval(), {
+        "name": name, "recipe": "untrained", "head": "none", "architecture": architecture,
+        "resolution": resolution, "mean": list(cfg.mean), "std": list(cfg.std),
+        "objects": list(objects), "embedding_dim": dim, "whitening_dim": dim,
+        "temperature": UNTRAINED_SCORE["temperature"],
+        "score": UNTRAINED_SCORE, "thresholds": UNTRAINED_THRESHOLDS,
+    })
