@@ -42,6 +42,8 @@ def test_training_with_marketplace_augmentation(small_catalogue: Path, tmp_path:
         app,
         [
             "train",
+            "--recipe",
+            "paper",
             "-c",
             str(small_catalogue),
             "--out",

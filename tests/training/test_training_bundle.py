@@ -28,6 +28,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, train_catalogue: Path) -> 
         app,
         [
             "train",
+            "--recipe",
+            "paper",
             "--catalogue",
             str(train_catalogue),
             "--out",
@@ -152,25 +154,28 @@ def test_bundle_round_trip_identical(tmp_path: Path) -> None:
 
 
 def test_registry_activate_flips_one_row(trained: Path, conn, tmp_path: Path) -> None:
-    other = tmp_path / "other"
-    shutil.copytree(trained, other, ignore=shutil.ignore_patterns("*.png"))
-    info = json.loads((other / "bundle.json").read_text())
-    info["name"] = "other"
-    (other / "bundle.json").write_text(json.dumps(info))
-    for path in (trained, other):
+    from matcher.sample import write_untrained_bundle
+
+    for name in ("first", "second"):
+        write_untrained_bundle(tmp_path / name, name=name, objects=["A", "B"])
+    for path in (tmp_path / "first", tmp_path / "second", trained):
         assert runner.invoke(app, ["models", "register", str(path)]).exit_code == 0
-    assert runner.invoke(app, ["models", "activate", "lite0-test"]).exit_code == 0
-    assert runner.invoke(app, ["models", "activate", "other"]).exit_code == 0
+    assert runner.invoke(app, ["models", "activate", "first"]).exit_code == 0
+    assert runner.invoke(app, ["models", "activate", "second"]).exit_code == 0
     rows = conn.execute(
-        "SELECT name, active, manifest_hash, info FROM bundles ORDER BY id"
-    ).fetchall()
-    assert [(r["name"], r["active"]) for r in rows] == [("lite0-test", False), ("other", True)]
-    assert rows[0]["manifest_hash"] == info["manifest_hash"]
-    assert rows[0]["info"]["objects"] == info["objects"]
+        "SELECT name, active, activated_at, info FROM bundles ORDER BY id").fetchall()
+    assert [(r["name"], r["active"]) for r in rows] == \
+        [("first", False), ("second", True), ("lite0-test", False)]
+    assert rows[1]["activated_at"] is not None
+    assert rows[2]["info"]["objects"] == json.loads((trained / "bundle.json").read_text())[
+        "objects"]
     listed = runner.invoke(app, ["models", "list"])
-    assert listed.exit_code == 0 and "other" in listed.output
+    assert listed.exit_code == 0 and "second" in listed.output
     missing = runner.invoke(app, ["models", "activate", "nope"])
     assert missing.exit_code == 1 and "no bundle named" in missing.output
+    # A paper-recipe bundle reproduces the paper's tables; the matcher cannot serve it.
+    paper = runner.invoke(app, ["models", "activate", "lite0-test"])
+    assert paper.exit_code == 1 and "cannot be served" in paper.output
     assert conn.execute("SELECT count(*) AS n FROM bundles WHERE active").fetchone()["n"] == 1
 
 
@@ -199,6 +204,8 @@ def test_cli_bad_input_is_a_clear_error(
 ) -> None:
     result = runner.invoke(app, ["train", "-c", str(tmp_path / "nowhere"), "--no-register"])
     assert result.exit_code == 1 and "manifest.csv" in result.output
+    result = runner.invoke(app, ["train", "-c", str(train_catalogue), "--recipe", "nope"])
+    assert result.exit_code == 1 and "--recipe must be one of deploy, paper" in result.output
     result = runner.invoke(
         app,
         [
