@@ -29,7 +29,8 @@ score), accepted and correct-and-accepted at 1% false alerts (threshold at the 9
 of the uncatalogued photos' best score), by photos per object; the first candidate stored in
 `matches` against the ranking's top-1; then the listing decision on listings of 1-4 listing
 photos at the bundle's operating points: promised false alerts per 1,000 negative listings (and
-interval) vs measured, precision and recall.
+interval) vs measured, precision and recall; and, on the same listings, the rules that decided
+before the calibrated score (`before_table`: a pHash within 6 bits or a cosine of 0.92 alerts).
 
     .venv/bin/python benchmarks/recognition.py                  # both sets, ~30-50 min on 2 cores
     .venv/bin/python benchmarks/recognition.py --sets coil --queries 4   # quicker
@@ -170,6 +171,8 @@ class Ranked:
 
     ranked: list[list[str]]
     best: np.ndarray
+    per_object: np.ndarray | None = None  # (photos, objects) scores, columns as `objects`
+    objects: list[str] = field(default_factory=list)
 
 
 def baseline_ranking(ps: PhotoSet, device: torch.device) -> Ranked:
@@ -194,7 +197,7 @@ def baseline_ranking(ps: PhotoSet, device: torch.device) -> Ranked:
     sims = queries @ refs.T
     per_obj = np.stack([sims[:, objs == o].max(1) for o in uniq], 1)
     order = np.argsort(-per_obj, 1)[:, :10]
-    return Ranked([[uniq[j] for j in row] for row in order], per_obj.max(1))
+    return Ranked([[uniq[j] for j in row] for row in order], per_obj.max(1), per_obj, uniq)
 
 
 @dataclass
@@ -313,17 +316,22 @@ def first_candidate_table(ps: PhotoSet, product: Product) -> dict:
                 [(product.ranked.ranked[i] or [None])[0] == ps.new[i].object_id
                  for i in pos])) if pos else float("nan"),
         }
+        unc = out[kind]["uncatalogued"]
+        out[kind]["false_alerts_per_1000"] = (1000.0 * out[kind]["alerted_uncatalogued"] / unc
+                                              if unc else float("nan"))
+        out[kind]["promised"] = (product.recogniser.point.get("promise") or {}).get("1", {})
+        out[kind]["operating_point"] = product.recogniser.policy.operating_point
     return out
 
 
-def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> dict:
-    """Listings of 1-4 listing photos decided by the matcher; every operating point."""
-    conn, rec = product.conn, product.recogniser
+def listing_groups(ps: PhotoSet, seed: int) -> list[tuple[list[int], str | None]]:
+    """The benchmark's listings: 1-4 listing-style photos of one object (or of one
+    uncatalogued object), as (indices into `ps.new`, object id or None)."""
     rng = np.random.default_rng(seed)
-    listing_idx = [i for i, n in enumerate(ps.new) if n.kind == "listing"]
     by_obj: dict[str | None, list[int]] = {}
-    for i in listing_idx:
-        by_obj.setdefault(ps.new[i].object_id, []).append(i)
+    for i, n in enumerate(ps.new):
+        if n.kind == "listing":
+            by_obj.setdefault(n.object_id, []).append(i)
     groups: list[tuple[list[int], str | None]] = []
     for obj, idx in sorted(by_obj.items(), key=lambda kv: str(kv[0])):
         idx = [int(v) for v in rng.permutation(idx)]
@@ -331,6 +339,50 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> 
             n = int(rng.integers(1, 5))
             groups.append((idx[:n], obj))
             idx = idx[n:]
+    return groups
+
+
+def before_table(ps: PhotoSet, base: Ranked, seed: int) -> dict:
+    """The alert rules this product had before the calibrated decision, on the same listings.
+
+    Replicated: a listing alerts when any photo's pHash is within 6 bits of a catalogue photo
+    (score 1.0, shown first) or any photo's cosine to an object's catalogue photo is at least
+    0.92 (the fixed retrieval threshold, here on the pretrained embedding). Not replicated: the
+    finetuned classifier's per-photo thresholds (`--recipe paper`), which could only add alerts,
+    so the false alerts counted here are a lower bound of the old rules'.
+    """
+    from artwatch.images.decode import hamming, perceptual_hash
+
+    cat_hash = [(p.object_id, perceptual_hash(p.load())) for p in ps.catalogue.photos]
+    rows = []
+    for members, truth in listing_groups(ps, seed):
+        phash_hits, best = [], (0.0, None)
+        for i in members:
+            h = perceptual_hash(ps.new[i].image)
+            phash_hits += [o for o, ch in cat_hash if hamming(h, ch) <= 6]
+            j = int(np.argmax(base.per_object[i]))
+            if base.per_object[i, j] > best[0]:
+                best = (float(base.per_object[i, j]), base.objects[j])
+        first = phash_hits[0] if phash_hits else best[1]
+        alerted = bool(phash_hits) or best[0] >= 0.92
+        rows.append((truth, first, alerted, bool(phash_hits)))
+    neg = [r for r in rows if r[0] is None]
+    pos = [r for r in rows if r[0] is not None]
+    alerts = [r for r in rows if r[2]]
+    right = sum(1 for t, f, a, _ in pos if a and f == t)
+    return {
+        "listings": len(rows), "positives": len(pos), "negatives": len(neg),
+        "precision": right / len(alerts) if alerts else float("nan"),
+        "recall": right / len(pos) if pos else float("nan"),
+        "false_alerts_per_1000": 1000.0 * sum(r[2] for r in neg) / max(1, len(neg)),
+        "phash_false_alerts_per_1000": 1000.0 * sum(r[3] for r in neg) / max(1, len(neg)),
+    }
+
+
+def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> dict:
+    """Listings of 1-4 listing photos decided by the matcher; every operating point."""
+    conn, rec = product.conn, product.recogniser
+    groups = listing_groups(ps, seed)
     ids = []
     for k, (members, _) in enumerate(groups):
         ids.append(_new_listing(conn, product.source, f"lot-{k}",
@@ -359,11 +411,15 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> 
         by_bucket = {}
         for b in sorted({a[3] for a in negatives}):
             sel = [a for a in negatives if a[3] == b]
+            hits = [a for a in positives if a[3] == b]
             promised = point["promise"].get(b, {})
             by_bucket[b] = {"negatives": len(sel),
                             "measured_per_1000": 1000.0 * sum(a[2] for a in sel) / len(sel),
                             "promised_per_1000": promised.get("per_1000"),
-                            "interval": promised.get("interval")}
+                            "interval": promised.get("interval"),
+                            "positives": len(hits),
+                            "recall": (sum(1 for t, o, a, _ in hits if a and o == t) / len(hits)
+                                       if hits else float("nan"))}
         total_promise = [point["promise"][b]["per_1000"] * v["negatives"]
                          for b, v in by_bucket.items() if b in point["promise"]]
         out[name] = {
@@ -438,6 +494,7 @@ def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
                 "artwatch": photo_table(ps, product.ranked),
                 "first_candidate": first_candidate_table(ps, product),
                 "listings": listing_table(ps, product, bundle, args.seed),
+                "before": before_table(ps, base, args.seed),
                 "bundle_report": outcome.metrics["retrieval"],
                 "notes": ps.notes,
             }
@@ -477,7 +534,19 @@ def print_set(name: str, r: dict) -> None:
               f"{row['uncatalogued']} uncatalogued); first candidate = ranking top-1 in "
               f"{row['first_is_ranking_top1']:.3f}; right {row['first_right']:.3f} "
               f"(ranking top-1 right {row['ranking_top1_right']:.3f})")
+        promised = row["promised"]
+        if promised.get("per_1000") is not None:
+            lo, hi = promised["interval"]
+            print(f"  {'':8s} false alerts {row['false_alerts_per_1000']:.1f}/1000 one-photo "
+                  f"listings, promised at {row['operating_point']} {promised['per_1000']:.1f} "
+                  f"[{lo:.1f}, {hi:.1f}]")
     print("\nlisting decision (listings of 1-4 listing photos):")
+    b = r["before"]
+    print(f"  before (pHash within 6 bits or cosine >= 0.92, no promise): precision "
+          f"{b['precision']:.3f} recall {b['recall']:.3f} false alerts "
+          f"{b['false_alerts_per_1000']:.1f}/1000 (pHash alone "
+          f"{b['phash_false_alerts_per_1000']:.1f}) ({b['positives']} positive, "
+          f"{b['negatives']} negative listings)")
     for point, row in r["listings"].items():
         print(f"  {point}: precision {row['precision']:.3f} recall {row['recall']:.3f} "
               f"false alerts {row['false_alerts_per_1000']:.1f}/1000, promised "
@@ -488,7 +557,8 @@ def print_set(name: str, r: dict) -> None:
             promised = v["promised_per_1000"]
             print(f"      {b} photo(s): measured {v['measured_per_1000']:.1f}/1000 of "
                   f"{v['negatives']}; promised "
-                  + (f"{promised:.1f} [{lo:.1f}, {hi:.1f}]" if promised is not None else "-"))
+                  + (f"{promised:.1f} [{lo:.1f}, {hi:.1f}]" if promised is not None else "-")
+                  + f"; recall {v['recall']:.3f} of {v['positives']}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

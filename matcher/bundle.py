@@ -39,6 +39,21 @@ class BundleError(ValueError):
     """A bundle directory is missing files or describes itself inconsistently."""
 
 
+class BundleExists(FileExistsError):
+    """The output directory already holds a finished bundle (bundles are never overwritten)."""
+
+
+def ensure_new(out: Path) -> None:
+    """Refuse to train into `out` when it already holds a bundle.
+
+    Raises:
+        BundleExists: `out/bundle.json` exists; a registered bundle is immutable, so the caller
+            must pick another name or directory.
+    """
+    if (Path(out) / BUNDLE_JSON).exists():
+        raise BundleExists(f"{out} already holds a bundle; choose another --name/--out")
+
+
 @dataclass(frozen=True)
 class Predictions:
     """Calibrated probabilities (N x objects) and each photo's top-k [(object_id, p)]."""

@@ -134,6 +134,7 @@ def train(
     import torch
 
     from artwatch.settings import get_settings
+    from matcher.bundle import BundleExists
     from matcher.model import PretrainedUnavailable
 
     if threads:
@@ -153,7 +154,7 @@ def train(
         console.print(f"[yellow]{len(cat.skipped)} photo(s) skipped[/yellow] (see report)")
     try:
         if recipe == "deploy":
-            from training.deploy import BundleExists, DeployRequest, train_deploy
+            from training.deploy import DeployRequest, train_deploy
 
             bank = _stored_listing_bank(distractors, seed) if catalogue is None else None
             if bank is not None:
@@ -167,7 +168,7 @@ def train(
             )
             path = train_deploy(cat, request, log=console.print).path
         else:
-            from training.pipeline import BundleExists, TrainRequest, train_bundle  # noqa: F811
+            from training.pipeline import TrainRequest, train_bundle
             from training.trainer import TrainConfig
 
             config = TrainConfig(

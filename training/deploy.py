@@ -32,7 +32,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import save_file
 
-from matcher.bundle import BANK_FILE, BUNDLE_JSON, save_bundle
+from matcher.bundle import BANK_FILE, ensure_new, save_bundle
 from matcher.evidence import BACKGROUND_K, CANDIDATES, PHASH_NEAR, VERIFIED
 from matcher.model import backbone_config, build_model
 from matcher.preprocess import Preprocess
@@ -50,10 +50,6 @@ from training.views import QueryImage, pooled_features, render_views
 from training.whitening import default_dim, fit_whitening
 
 RECIPE = "deploy"
-
-
-class BundleExists(FileExistsError):
-    """The output directory already holds a finished bundle."""
 
 
 @dataclass
@@ -176,8 +172,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
                  log: Callable[[str], None] = print) -> DeployOutcome:
     """Run the recipe and write the bundle directory `req.out`."""
     out = Path(req.out)
-    if (out / BUNDLE_JSON).exists():
-        raise BundleExists(f"{out} already holds a bundle; choose another --name/--out")
+    ensure_new(out)
     started = time.perf_counter()
     photos: list[Photo] = list(catalogue.photos)
     objects = sorted({p.object_id for p in photos})

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from matcher.bundle import BUNDLE_JSON, save_bundle
+from matcher.bundle import ensure_new, save_bundle
 from matcher.model import backbone_config, build_model
 from matcher.preprocess import Preprocess
 from training.calibration import fit_temperature, nll, reliability, softmax
@@ -79,10 +79,6 @@ class Evaluated:
     embeddings: dict[str, np.ndarray]
     photos: dict[str, list[Photo]]
     labels: dict[str, np.ndarray]
-
-
-class BundleExists(FileExistsError):
-    """The output directory already holds a finished bundle."""
 
 
 def _labels(photos: Sequence[Photo], index: dict[str, int]) -> np.ndarray:
@@ -171,8 +167,7 @@ def train_bundle(
 ) -> TrainOutcome:
     """Train, evaluate and write a bundle directory at `req.out`."""
     out = Path(req.out)
-    if (out / BUNDLE_JSON).exists():
-        raise BundleExists(f"{out} already holds a bundle; choose another --name/--out")
+    ensure_new(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     split = make_split(
