@@ -409,19 +409,22 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> 
         n_alerts = sum(1 for a in alerts if a[2])
         false = sum(1 for a in negatives if a[2])
         by_bucket = {}
-        for b in sorted({a[3] for a in negatives}):
+        for b in sorted({a[3] for a in alerts}):
             sel = [a for a in negatives if a[3] == b]
             hits = [a for a in positives if a[3] == b]
             promised = point["promise"].get(b, {})
             by_bucket[b] = {"negatives": len(sel),
-                            "measured_per_1000": 1000.0 * sum(a[2] for a in sel) / len(sel),
+                            "measured_per_1000": (1000.0 * sum(a[2] for a in sel) / len(sel)
+                                                  if sel else float("nan")),
                             "promised_per_1000": promised.get("per_1000"),
                             "interval": promised.get("interval"),
                             "positives": len(hits),
                             "recall": (sum(1 for t, o, a, _ in hits if a and o == t) / len(hits)
                                        if hits else float("nan"))}
         total_promise = [point["promise"][b]["per_1000"] * v["negatives"]
-                         for b, v in by_bucket.items() if b in point["promise"]]
+                         for b, v in by_bucket.items()
+                         if v["negatives"] and (point["promise"].get(b) or {}).get("per_1000")
+                         is not None]
         out[name] = {
             "listings": len(alerts), "positives": len(positives), "negatives": len(negatives),
             "precision": right / n_alerts if n_alerts else float("nan"),

@@ -98,6 +98,9 @@ def train(
     resolution: int | None = typer.Option(None, help="Input size (default: the backbone's)"),
     pretrained: str = typer.Option("auto", help="auto | hub | pypi | none | PATH"),
     views: int = typer.Option(4, min=1, help="[deploy] synthetic listing photos per photo"),
+    image_budget: int = typer.Option(
+        20_000, min=1, help="[deploy] most images through the backbone for the views; a larger "
+        "catalogue gets fewer views per photo (not below 2)"),
     folds: int = typer.Option(4, min=3, help="[deploy] cross-fitting worlds"),
     distractors: int = typer.Option(
         240, min=20, help="[deploy] ordinary-listing photos: stored listings when the database "
@@ -161,7 +164,8 @@ def train(
                 console.print(f"distractor bank: {len(bank)} stored listing photos")
             request = DeployRequest(
                 out=out, name=name, architecture=arch, resolution=resolution,
-                pretrained=pretrained, views=views, query_views=min(2, views), folds=folds,
+                pretrained=pretrained, views=views, query_views=min(2, views),
+                image_budget=image_budget, folds=folds,
                 distractors=distractors, local_features=local_features,
                 precisions=tuple(target_precision), budgets=tuple(alert_budget), seed=seed,
                 device=device, workers=workers, plots=plots, distractor_images=bank,

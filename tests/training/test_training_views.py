@@ -1,0 +1,28 @@
+"""The deploy recipe's view budget: large catalogues get fewer synthetic views, never too few."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.deploy import views_per_photo
+
+
+@pytest.mark.parametrize(
+    ("photos", "asked", "budget", "expected"),
+    [
+        (200, 4, 20_000, 4),  # a small catalogue gets every view asked for
+        (2_857, 4, 20_000, 4),  # 2,857 x 7 = 19,999 images: still inside the budget
+        (3_740, 4, 20_000, 2),  # the 4,000-photo catalogue: 5 images per photo
+        (50_000, 4, 20_000, 2),  # never below 2 however large
+        (3_740, 1, 20_000, 1),  # never more than asked, even when 2 is the floor
+        (0, 4, 20_000, 4),
+    ],
+)
+def test_views_per_photo(photos: int, asked: int, budget: int, expected: int) -> None:
+    assert views_per_photo(photos, asked, budget) == expected
+
+
+def test_budget_is_kept_where_the_floor_allows() -> None:
+    for photos in range(1, 6_000, 97):
+        views = views_per_photo(photos, 4, 20_000)
+        assert views == 2 or photos * (views + 3) <= 20_000
