@@ -198,7 +198,7 @@ def world_evidence(
     photo_obj = np.array([obj_index[p.object_id] for p in photos], np.int64)
     photo_hash = as_hash_array([p.phash for p in photos])
     n_views = views.views.shape[1]
-    train_views = list(range(query_views, n_views)) or list(range(n_views))
+    train_views = whitening_views(n_views, query_views)
     dq = len(distractors.queries)
     parts: list[dict] = []
     for world in range(plan.k):
@@ -248,6 +248,13 @@ def world_evidence(
                       "ranked_sim": ranked_sim, "baseline": baseline,
                       "baseline_sim": baseline_sim})
     return _concatenate(objects, parts, dq)
+
+
+def whitening_views(n_views: int, query_views: int) -> list[int]:
+    """Indices of the synthetic views that train a world's whitening: the views after the
+    first `query_views`, which are queries. A query view never trains the whitening it is
+    scored with; with every view a query, the worlds' whitening sees the originals only."""
+    return list(range(query_views, n_views))
 
 
 def _world_queries(

@@ -183,6 +183,12 @@ def views_per_photo(photos: int, views: int, image_budget: int) -> int:
     return max(min(views, 2), min(views, image_budget // photos - 3))
 
 
+def query_views_for(views: int, asked: int) -> int:
+    """Views per photo that are out-of-fold listing queries: `asked`, but at least one view is
+    left to train the worlds' whitening (`training.crossfit.whitening_views`)."""
+    return min(asked, max(1, views - 1))
+
+
 def train_deploy(catalogue: Catalogue, req: DeployRequest,
                  log: Callable[[str], None] = print) -> DeployOutcome:
     """Run the recipe and write the bundle directory `req.out`."""
@@ -213,7 +219,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         progress.advance(task, n)
 
     n_views = views_per_photo(len(photos), req.views, req.image_budget)
-    query_views = min(req.query_views, n_views)
+    query_views = query_views_for(n_views, req.query_views)
     if n_views < req.views:
         log(f"{len(photos)} photos: {n_views} listing views per photo, not {req.views} "
             f"(at most {req.image_budget:,} images through the backbone)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.deploy import views_per_photo
+from training.crossfit import whitening_views
+from training.deploy import query_views_for, views_per_photo
 
 
 @pytest.mark.parametrize(
@@ -26,3 +27,12 @@ def test_budget_is_kept_where_the_floor_allows() -> None:
     for photos in range(1, 6_000, 97):
         views = views_per_photo(photos, 4, 20_000)
         assert views == 2 or photos * (views + 3) <= 20_000
+
+
+@pytest.mark.parametrize("photos", [100, 3_740, 50_000])
+def test_query_views_never_train_the_whitening(photos: int) -> None:
+    views = views_per_photo(photos, 4, 20_000)
+    query = query_views_for(views, 2)
+    assert set(whitening_views(views, query)).isdisjoint(range(query))
+    assert whitening_views(views, query), "at least one view trains the whitening"
+    assert whitening_views(2, 2) == []  # every view a query: none trains
