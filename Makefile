@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	bash scripts/install-chromium.sh
 	$(VENV)/bin/artwatch demo run
 
 test: $(STAMP)

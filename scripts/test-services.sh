@@ -19,9 +19,4 @@ fi
 pg_up || { echo "PostgreSQL is not reachable" >&2; exit 1; }
 redis_up || { echo "Redis is not reachable" >&2; exit 1; }
 
-if [ ! -x /usr/bin/chromium ]; then
-  echo "installing Debian's Chromium for the Playwright tests"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq chromium >/dev/null
-fi
+bash "$(dirname "$0")/install-chromium.sh"
