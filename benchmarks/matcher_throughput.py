@@ -392,9 +392,11 @@ def retrieval_ms(n: int, dim: int, device: str, dtype: str, per_object: bool,
     for start in range(0, n, len(block)):
         matrix[start:start + len(block)] = block[: n - start]
     object_ids = np.arange(n, dtype=np.int64) // 5
-    refs = ReferenceSet(matrix, object_ids, np.zeros(n, np.float32), np.zeros(n, np.uint64))
+    rng = np.random.default_rng(0)  # pHashes spread as a real catalogue's are
+    refs = ReferenceSet(matrix, object_ids, np.zeros(n, np.float32),
+                        rng.integers(0, 2**63, n, dtype=np.uint64))
     queries = matrix[:256].float().cpu().numpy() + 0.01
-    hashes = np.zeros(256, np.uint64)
+    hashes = rng.integers(0, 2**63, 256, dtype=np.uint64)
 
     def once(q: np.ndarray) -> None:
         if per_object:

@@ -37,6 +37,7 @@ CANDIDATES = 5  # objects per photo that get a calibrated score
 VERIFIED = 3  # of these, the best this many are verified with local features
 PHASH_CANDIDATES = 2  # objects added as candidates by a perceptual-hash hit alone
 PHASH_NEAR = 12  # bits: beyond this a hash says nothing
+NEAR_ROWS = 1024  # hash-near rows looked at per photo, nearest first
 BACKGROUND_K = 10
 SEARCH_DEPTH = 256  # nearest reference photos kept per query (enough for CANDIDATES objects)
 CHUNK = 65_536  # reference photos per matrix product (bounds memory for 1M-photo catalogues)
@@ -184,9 +185,13 @@ def candidate_evidence(
         chosen = [obj for obj, _ in ranked[:candidates]]
         dist = _phash_distance(refs.phash, int(query_phash[qi]), int(query_phash_mirror[qi]))
         near = np.flatnonzero(dist < PHASH_NEAR)
+        if len(near) > NEAR_ROWS:  # a degenerate hash (a blank picture) is near everything
+            near = near[np.argpartition(dist[near], NEAR_ROWS - 1)[:NEAR_ROWS]]
         for r in near[np.argsort(dist[near], kind="stable")]:
+            if len(chosen) >= width:
+                break
             obj = int(refs.objects[r])
-            if obj not in chosen and len(chosen) < width:
+            if obj not in chosen:
                 chosen.append(obj)
         top, second = values[0], (values[1] if len(values) > 1 else 0.0)
         for ci, obj in enumerate(chosen):
