@@ -134,6 +134,11 @@ def test_run_supervises_restarts_stops_and_loses_no_photo(conn, settings, tmp_pa
                 lambda c, n=name, p=pid: c[n]["state"] == "RUNNING" and c[n]["pid"] != p, 120,
                 f"{name} back")
             figures[f"restart {name} (RUNNING)"] = time.monotonic() - killed
+        # Each counted once: the controller records restarts on its own poll (POLL_S), which
+        # may come just after supervisord reports the new process RUNNING.
+        daemon.wait_until(lambda c: c["matcher-cpu"]["restarts"] == 1
+                          and c["beat"]["restarts"] == 1, 30, "both restarts counted")
+        time.sleep(2)  # and never counted twice
         children_now = daemon.children()
         assert children_now["matcher-cpu"]["restarts"] == 1
         assert children_now["beat"]["restarts"] == 1
