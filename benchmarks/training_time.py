@@ -7,8 +7,9 @@ each and `--single` objects with 1 photo each (default 60 + 3,500 = 3,740 photos
 the demo's renderer (`artwatch.demo`: museum photography of procedurally built objects). It is
 rendered once into `--workdir` (about 10 minutes on 2 cores; kept for the next run) and not
 timed. Then the recipe runs exactly as `artwatch train` runs it (`training.deploy.train_deploy`
-with its defaults: frozen EfficientNet-Lite0, 4 synthetic listing views per photo, 4 cross-fitted
-worlds, RootSIFT local features, 240 generated distractor photos, plots), and the script prints
+with its defaults: frozen EfficientNet-Lite0, up to 4 synthetic listing views per photo within
+the 20,000-image budget (2 for this catalogue), 4 cross-fitted worlds, RootSIFT local features,
+240 generated distractor photos, plots), and the script prints
 the wall time of every step as the recipe logs it, the total, and the out-of-fold figures the
 recipe itself reports beside the pretrained kNN of the same photos.
 
