@@ -124,6 +124,7 @@ class World:
         os.environ["ARTWATCH_REDIS_URL"] = self.redis_url
         migrate(self.db_url)
         self.worker: subprocess.Popen[bytes] | None = None
+        self.stages: dict[int, dict[str, float]] = {}  # batch size -> wall seconds per stage
 
     def conn(self) -> Any:
         from artwatch.db import connect
@@ -288,6 +289,7 @@ class World:
         finished = self.wait_done(photo_ids, timeout)
         cpu = cpu_seconds(pids) - cpu
         self.stop_worker()
+        self.stages[batch] = batch_stages(self.worker_log.read_text(errors="replace"))
         if os.environ.get("BENCH_KEEP_LOG"):
             print(self.worker_log.read_text()[-4000:])
         return len(photo_ids) / (finished - started), len(photo_ids) / max(cpu, 1e-9)
@@ -329,6 +331,26 @@ def cpu_seconds(pids: list[int]) -> float:
                 total += times.user + times.system
         except psutil.NoSuchProcess:
             continue
+    return total
+
+
+def batch_stages(worker_log: str) -> dict[str, float]:
+    """Wall seconds per stage (`matcher.recognise.STAGES`) summed over the batches the worker
+    logged, and `batches` / `photos` / `seconds` (whole batches); the warm-up batch included."""
+    import ast
+    import re
+
+    total: dict[str, float] = {}
+    for line in worker_log.splitlines():
+        found = re.search(r"matched batch of \d+ message\(s\): (\{.*\})", line)
+        if not found:
+            continue
+        summary = ast.literal_eval(found.group(1))
+        total["batches"] = total.get("batches", 0) + 1
+        for key in ("photos", "seconds"):
+            total[key] = total.get(key, 0.0) + float(summary.get(key, 0))
+        for key, value in (summary.get("stages") or {}).items():
+            total[key] = total.get(key, 0.0) + float(value)
     return total
 
 
@@ -521,6 +543,14 @@ def main() -> None:
             what = key[4:].replace("_obj", ", with per-object maxima")
             print(f"{f'retrieval top-10, 256 x {args.catalogue:,} ({what}), ms':58} "
                   f"{value:12.1f}")
+    stages = world.stages.get(batch) or {}
+    if stages.get("seconds"):
+        # where the worker's batch time went (logged per batch by the worker itself)
+        parts = ", ".join(f"{k.removesuffix('_s')} {100 * v / stages['seconds']:.0f}%"
+                          for k, v in stages.items()
+                          if k not in ("batches", "photos", "seconds"))
+        print(f"worker batch time ({stages['batches']:.0f} batches, {stages['photos']:.0f} "
+              f"photos, {stages['seconds']:.1f} s): {parts}")
     share = 100 * figures["e2e"] / figures["raw"]
     print(f"end-to-end {figures['e2e']:.1f} photos/s = {share:.0f}% of raw forward")
 

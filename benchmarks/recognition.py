@@ -79,6 +79,7 @@ class NewPhoto:
     object_id: str | None  # None: the object is in no catalogue
     kind: str  # studio | listing
     ppo: int  # catalogue photos of its object (0 when uncatalogued)
+    shows: str = ""  # the object it shows, catalogued or not (listings show one object)
 
 
 @dataclass
@@ -127,9 +128,9 @@ def coil_set(seed: int, queries: int, workdir: Path, negatives: int) -> PhotoSet
         for j in rng.choice(rest, min(count, len(rest)), replace=False):
             img = photos[int(j)].load()
             ident = obj if n else None
-            new.append(NewPhoto(img, ident, "studio", n))
+            new.append(NewPhoto(img, ident, "studio", n, obj))
             new.append(NewPhoto(_listing(img, seed * 100_003 + int(j) + 7 * i), ident,
-                                "listing", n))
+                                "listing", n, obj))
     _write_catalogue(catalogue, workdir)
     cat = Catalogue(catalogue, {"kind": "coil100-subset", "seed": str(seed)})
     return PhotoSet("COIL-100", workdir, cat, new,
@@ -137,7 +138,10 @@ def coil_set(seed: int, queries: int, workdir: Path, negatives: int) -> PhotoSet
 
 
 def generated_set(seed: int, n_objects: int, queries: int, workdir: Path,
-                  negatives: int) -> PhotoSet:
+                  negatives: int, uncatalogued: int) -> PhotoSet:
+    """`uncatalogued` generated objects in no catalogue share the photos of 15 objects with
+    `negatives` photos each (at least 2 each): a false-alert rate measured on many objects
+    with a few photos is measured on independent listings, not on a few objects' quirks."""
     from artwatch.demo import distractor_spec, generate_catalogue, object_spec
     from artwatch.demo.distractors import render_with_mask
     from artwatch.demo.marketplace import simulate_listing
@@ -148,16 +152,18 @@ def generated_set(seed: int, n_objects: int, queries: int, workdir: Path,
     for p in cat.photos:
         counts[p.object_id] = counts.get(p.object_id, 0) + 1
     new = []
-    n_out = max(4, n_objects // 4)
+    n_out = max(4, uncatalogued)
+    per_out = max(2, negatives * 15 // n_out)
     for i in range(n_objects + n_out):
         spec = object_spec(seed, i) if i < n_objects else distractor_spec(seed, 50_000 + i)
         ident = spec.object_id if i < n_objects else None
-        for q in range(queries if i < n_objects else negatives):
+        for q in range(queries if i < n_objects else per_out):
             rng = np.random.default_rng([seed, 4242, i, q])
             img, mask = render_with_mask(spec, rng, size=256)
-            new.append(NewPhoto(img, ident, "studio", counts.get(spec.object_id, 0)))
+            ppo = counts.get(spec.object_id, 0)
+            new.append(NewPhoto(img, ident, "studio", ppo, spec.object_id))
             lst = simulate_listing([img], rng, masks=[mask]).image
-            new.append(NewPhoto(lst, ident, "listing", counts.get(spec.object_id, 0)))
+            new.append(NewPhoto(lst, ident, "listing", ppo, spec.object_id))
     return PhotoSet("generated", workdir, cat, new,
                     {"objects": n_objects, "uncatalogued": n_out})
 
@@ -316,30 +322,54 @@ def first_candidate_table(ps: PhotoSet, product: Product) -> dict:
                 [(product.ranked.ranked[i] or [None])[0] == ps.new[i].object_id
                  for i in pos])) if pos else float("nan"),
         }
-        unc = out[kind]["uncatalogued"]
-        out[kind]["false_alerts_per_1000"] = (1000.0 * out[kind]["alerted_uncatalogued"] / unc
-                                              if unc else float("nan"))
+        neg = [i for i in idx if ps.new[i].object_id is None]
+        out[kind]["measured"] = measured_rate([product.first_candidate[i] is not None
+                                               for i in neg], [ps.new[i].shows for i in neg])
         out[kind]["promised"] = (product.recogniser.point.get("promise") or {}).get("1", {})
         out[kind]["operating_point"] = product.recogniser.policy.operating_point
     return out
 
 
 def listing_groups(ps: PhotoSet, seed: int) -> list[tuple[list[int], str | None]]:
-    """The benchmark's listings: 1-4 listing-style photos of one object (or of one
-    uncatalogued object), as (indices into `ps.new`, object id or None)."""
+    """The benchmark's listings: 1-4 listing-style photos of one object, catalogued or not, as
+    (indices into `ps.new`, catalogued object id or None)."""
     rng = np.random.default_rng(seed)
-    by_obj: dict[str | None, list[int]] = {}
+    by_obj: dict[str, list[int]] = {}
     for i, n in enumerate(ps.new):
         if n.kind == "listing":
-            by_obj.setdefault(n.object_id, []).append(i)
+            by_obj.setdefault(n.shows, []).append(i)
     groups: list[tuple[list[int], str | None]] = []
-    for obj, idx in sorted(by_obj.items(), key=lambda kv: str(kv[0])):
+    for _, idx in sorted(by_obj.items()):
         idx = [int(v) for v in rng.permutation(idx)]
         while idx:
             n = int(rng.integers(1, 5))
-            groups.append((idx[:n], obj))
+            groups.append((idx[:n], ps.new[idx[0]].object_id))
             idx = idx[n:]
     return groups
+
+
+def measured_rate(flags: Sequence[bool], objects: Sequence[str], seed: int = 0,
+                  rounds: int = 2000) -> dict:
+    """False alerts per 1,000 negative listings and its 95% interval by a bootstrap over the
+    *objects* the listings show (listings of one object are not independent draws: a
+    rate measured on 20 objects' listings is uncertain as 20 draws are, not as 187)."""
+    flags_a = np.asarray(flags, np.float64)
+    if len(flags_a) == 0:
+        return {"per_1000": float("nan"), "interval": [float("nan")] * 2, "objects": 0}
+    keys = sorted(set(objects))
+    where = {k: i for i, k in enumerate(keys)}
+    obj = np.array([where[o] for o in objects])
+    hits = np.bincount(obj, flags_a, len(keys))
+    count = np.bincount(obj, None, len(keys))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(keys), (rounds, len(keys)))
+    rates = hits[draws].sum(1) / count[draws].sum(1)
+    lo, hi = np.quantile(rates, [0.025, 0.975])
+    if hits.sum() == 0:  # no object alerted: the bootstrap degenerates to [0, 0]; bound the
+        # share of objects that would (all their listings alerting), Clopper-Pearson 97.5%
+        hi = 1.0 - 0.025 ** (1.0 / len(keys))
+    return {"per_1000": 1000.0 * flags_a.mean(), "interval": [1000.0 * lo, 1000.0 * hi],
+            "objects": len(keys)}
 
 
 def before_table(ps: PhotoSet, base: Ranked, seed: int) -> dict:
@@ -395,32 +425,31 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> 
     decided = {int(r["listing_id"]): r for r in conn.execute(
         "SELECT * FROM listing_decisions WHERE listing_id = ANY(%s)", (ids,))}
     rows = []
-    for lid, (_, truth) in zip(ids, groups, strict=True):
+    for lid, (members, truth) in zip(ids, groups, strict=True):
         d = decided[lid]
         obj = accession.get(int(d["object_id"])) if d["object_id"] is not None else None
-        rows.append((truth, obj, float(d["score"]), int(d["photos"])))
+        rows.append((truth, obj, float(d["score"]), int(d["photos"]), ps.new[members[0]].shows))
     out = {}
     for name in POINTS:
         point = operating_point(bundle.thresholds, name)
-        alerts = [(t, o, p >= threshold_for(point, n), bucket_of(n)) for t, o, p, n in rows]
+        alerts = [(t, o, p >= threshold_for(point, n), bucket_of(n), shows)
+                  for t, o, p, n, shows in rows]
         negatives = [a for a in alerts if a[0] is None]
         positives = [a for a in alerts if a[0] is not None]
-        right = sum(1 for t, o, a, _ in positives if a and o == t)
+        right = sum(1 for t, o, a, _, _ in positives if a and o == t)
         n_alerts = sum(1 for a in alerts if a[2])
-        false = sum(1 for a in negatives if a[2])
         by_bucket = {}
         for b in sorted({a[3] for a in alerts}):
             sel = [a for a in negatives if a[3] == b]
             hits = [a for a in positives if a[3] == b]
             promised = point["promise"].get(b, {})
             by_bucket[b] = {"negatives": len(sel),
-                            "measured_per_1000": (1000.0 * sum(a[2] for a in sel) / len(sel)
-                                                  if sel else float("nan")),
+                            "measured": measured_rate([a[2] for a in sel], [a[4] for a in sel]),
                             "promised_per_1000": promised.get("per_1000"),
                             "interval": promised.get("interval"),
                             "positives": len(hits),
-                            "recall": (sum(1 for t, o, a, _ in hits if a and o == t) / len(hits)
-                                       if hits else float("nan"))}
+                            "recall": (sum(1 for t, o, a, _, _ in hits if a and o == t)
+                                       / len(hits) if hits else float("nan"))}
         total_promise = [point["promise"][b]["per_1000"] * v["negatives"]
                          for b, v in by_bucket.items()
                          if v["negatives"] and (point["promise"].get(b) or {}).get("per_1000")
@@ -429,7 +458,7 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> 
             "listings": len(alerts), "positives": len(positives), "negatives": len(negatives),
             "precision": right / n_alerts if n_alerts else float("nan"),
             "recall": right / len(positives) if positives else float("nan"),
-            "false_alerts_per_1000": 1000.0 * false / max(1, len(negatives)),
+            "measured": measured_rate([a[2] for a in negatives], [a[4] for a in negatives]),
             "promised_per_1000": sum(total_promise) / max(1, len(negatives)),
             "by_size": by_bucket,
             "calibration": point["calibration"],
@@ -540,8 +569,10 @@ def print_set(name: str, r: dict) -> None:
         promised = row["promised"]
         if promised.get("per_1000") is not None:
             lo, hi = promised["interval"]
-            print(f"  {'':8s} false alerts {row['false_alerts_per_1000']:.1f}/1000 one-photo "
-                  f"listings, promised at {row['operating_point']} {promised['per_1000']:.1f} "
+            m = row["measured"]
+            print(f"  {'':8s} false alerts {m['per_1000']:.1f}/1000 [{m['interval'][0]:.1f}, "
+                  f"{m['interval'][1]:.1f}] ({m['objects']} objects) one-photo listings, "
+                  f"promised at {row['operating_point']} {promised['per_1000']:.1f} "
                   f"[{lo:.1f}, {hi:.1f}]")
     print("\nlisting decision (listings of 1-4 listing photos):")
     b = r["before"]
@@ -551,14 +582,18 @@ def print_set(name: str, r: dict) -> None:
           f"{b['phash_false_alerts_per_1000']:.1f}) ({b['positives']} positive, "
           f"{b['negatives']} negative listings)")
     for point, row in r["listings"].items():
+        m = row["measured"]
         print(f"  {point}: precision {row['precision']:.3f} recall {row['recall']:.3f} "
-              f"false alerts {row['false_alerts_per_1000']:.1f}/1000, promised "
+              f"false alerts {m['per_1000']:.1f}/1000 [{m['interval'][0]:.1f}, "
+              f"{m['interval'][1]:.1f}] ({m['objects']} objects), promised "
               f"{row['promised_per_1000']:.1f} "
               f"({row['positives']} positive, {row['negatives']} negative listings)")
         for b, v in row["by_size"].items():
             lo, hi = v["interval"] or (None, None)
             promised = v["promised_per_1000"]
-            print(f"      {b} photo(s): measured {v['measured_per_1000']:.1f}/1000 of "
+            m = v["measured"]
+            print(f"      {b} photo(s): measured {m['per_1000']:.1f}/1000 "
+                  f"[{m['interval'][0]:.1f}, {m['interval'][1]:.1f}] of "
                   f"{v['negatives']}; promised "
                   + (f"{promised:.1f} [{lo:.1f}, {hi:.1f}]" if promised is not None else "-")
                   + f"; recall {v['recall']:.3f} of {v['positives']}")
@@ -572,6 +607,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--negatives", type=int, default=24,
                         help="new photos per uncatalogued object and kind")
     parser.add_argument("--generated-objects", type=int, default=60)
+    parser.add_argument("--generated-uncatalogued", type=int, default=60,
+                        help="generated objects in no catalogue (sharing 15 x --negatives photos)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-local", action="store_true", help="skip local features")
@@ -590,7 +627,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 ps = coil_set(args.seed, args.queries, work / "coil", args.negatives)
             elif name == "generated":
                 ps = generated_set(args.seed, args.generated_objects, args.queries,
-                                   work / "generated", args.negatives)
+                                   work / "generated", args.negatives,
+                                   args.generated_uncatalogued)
             else:
                 raise SystemExit(f"unknown set {name!r} (coil, generated)")
             results[ps.name] = run_set(ps, args, work)

@@ -57,9 +57,13 @@ def nearest(
     """(similarities, reference rows) of the `depth` nearest references per query.
 
     Exact search: one matrix product per `chunk` references (in the references' dtype and on
-    their device), a running top-`depth`; the answer equals the unchunked one up to float
-    rounding. Shapes: queries (n x d), references (m x d), both L2-normalised; outputs
-    (n x min(depth, m)).
+    their device) and a running top-`depth`; the answer equals the unchunked one up to float
+    rounding (and the order of exact ties). Once a query holds `depth` rows, a later chunk
+    is only scanned for similarities above its current `depth`-th best (`_above`), not put
+    through a `topk` of its own: in a large catalogue a few entries per row qualify (256
+    queries x 1M x 256 in bfloat16 on 2 cores: 1.18 s with a `topk` per chunk).
+    Shapes: queries (n x d), references (m x d), both L2-normalised; outputs
+    (n x min(depth, m)), best first.
     """
     device = _device_of(references)
     refs = torch.as_tensor(references, device=device)
@@ -70,17 +74,61 @@ def nearest(
     depth = min(depth, m)
     if n == 0 or depth == 0:
         return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+    step = max(1, chunk)
     best_v = torch.full((n, 0), -2.0, device=device)
     best_i = torch.zeros((n, 0), dtype=torch.long, device=device)
-    for start in range(0, m, max(1, chunk)):
-        sims = (q @ refs[start : start + max(1, chunk)].T).float()
-        v, i = torch.topk(sims, min(depth, sims.shape[1]), dim=1)
-        best_v = torch.cat([best_v, v], 1)
-        best_i = torch.cat([best_i, i + start], 1)
-        if best_v.shape[1] > depth:
+    for start in range(0, m, step):
+        sims = q @ refs[start : start + step].T
+        if best_v.shape[1] < depth:  # not `depth` rows yet: the chunk's own top rows
+            v, i = torch.topk(sims.float(), min(depth, sims.shape[1]), dim=1)
+            v_new, i_new = v, i + start
+        else:  # only what beats the current depth-th best (exactly representable: it came
+            # from an earlier chunk's product in the same dtype)
+            rows, cols, values = _above(sims, best_v[:, -1:].to(sims.dtype))
+            if len(rows) == 0:
+                continue
+            counts = torch.bincount(rows, minlength=n)
+            offsets = torch.cumsum(counts, 0) - counts
+            pos = torch.arange(len(rows), device=device) - offsets[rows]
+            width = int(counts.max())
+            v_new = torch.full((n, width), -2.0, device=device)
+            i_new = torch.zeros((n, width), dtype=torch.long, device=device)
+            v_new[rows, pos] = values.float()
+            i_new[rows, pos] = cols + start
+        best_v = torch.cat([best_v, v_new], 1)
+        best_i = torch.cat([best_i, i_new], 1)
+        if best_v.shape[1] >= depth:
             best_v, keep = torch.topk(best_v, depth, dim=1)
             best_i = torch.gather(best_i, 1, keep)
     return best_v.cpu().numpy(), best_i.cpu().numpy()
+
+
+def _above(sims: torch.Tensor, kth: torch.Tensor, block: int = 64
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, columns, values) of the entries of `sims` (n x c) above `kth` (n x 1).
+
+    Two levels, because `nonzero` over a whole chunk costs more than the comparison: the
+    maxima of blocks of `block` columns first, then the entries of the blocks that beat it.
+    """
+    n, c = sims.shape
+    full = c - c % block
+    found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    if full:
+        blocks = sims[:, :full].reshape(n, full // block, block)
+        r, b = torch.nonzero(blocks.amax(dim=2) > kth, as_tuple=True)
+        if len(r):
+            values = blocks[r, b]
+            h, j = torch.nonzero(values > kth[r], as_tuple=True)
+            found.append((r[h], b[h] * block + j, values[h, j]))
+    if full < c:
+        r, j = torch.nonzero(sims[:, full:] > kth, as_tuple=True)
+        found.append((r, j + full, sims[r, j + full]))
+    if not found:
+        empty = torch.zeros(0, dtype=torch.long, device=sims.device)
+        return empty, empty, torch.zeros(0, dtype=sims.dtype, device=sims.device)
+    rows, cols, values = (torch.cat(parts) for parts in zip(*found, strict=True))
+    order = torch.argsort(rows, stable=True)  # grouped by row, as the caller counts them
+    return rows[order], cols[order], values[order]
 
 
 def backgrounds(references: np.ndarray, bank: np.ndarray, k: int = BACKGROUND_K) -> np.ndarray:

@@ -20,6 +20,7 @@ never overwritten.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,9 @@ from matcher.scoring import (
 
 log = logging.getLogger(__name__)
 ORIGINS = ("live", "retro-hunt")
+# A batch's stages: read its photos' rows, decode + model, evidence and score, write
+# predictions, decide listings.
+STAGES = ("select_s", "model_s", "evidence_s", "write_s", "listings_s")
 VERIFIED_INLIERS = 12  # homography inliers from which evidence is called "verified" (display)
 
 
@@ -98,6 +102,9 @@ class Recogniser:
         self.predictor = predictor or PhotoPredictor(bundle, store)
         self.spec = check_spec(bundle.score)
         self.point = operating_point(bundle.thresholds, policy.operating_point)
+        # Wall seconds per stage of the last `handle` (the worker logs them with the batch):
+        # where a batch's time goes is what tells a slow matcher's cause.
+        self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
     @classmethod
     def load(cls, conn: psycopg.Connection, store: ImageStore, policy: MatchPolicy,
@@ -167,6 +174,7 @@ class Recogniser:
         ids = sorted({int(i) for i in image_ids})
         if not ids:
             return 0
+        clock = time.perf_counter()
         rows = conn.execute(
             """
             SELECT i.id, i.sha256, i.phash, i.phash_mirror FROM images i
@@ -178,7 +186,10 @@ class Recogniser:
         ).fetchall()
         # Decoded in a thread pool at about the model's resolution, overlapped with the model
         # (matcher.inference); a photo that can never be decoded is recorded failed once.
+        self.timings["select_s"] += time.perf_counter() - clock
+        clock = time.perf_counter()
         batch = self.predictor.predict(photos_of(rows))
+        self.timings["model_s"] += time.perf_counter() - clock
         mark_unreadable(conn, batch.unreadable)
         if batch.retry:
             log.warning("images %s could not be read now; the sweeper retries them", batch.retry)
@@ -187,9 +198,13 @@ class Recogniser:
         if not kept:
             return 0
         phashes = [_hashes(r) for r in kept]
+        clock = time.perf_counter()
         scores = self.score(batch.embeddings, phashes, [r["sha256"].strip() for r in kept])
+        self.timings["evidence_s"] += time.perf_counter() - clock
+        clock = time.perf_counter()
         self._write_predictions(conn, [int(r["id"]) for r in kept], batch.embeddings, phashes,
                                 scores)
+        self.timings["write_s"] += time.perf_counter() - clock
         return len(kept)
 
     def rescore_photos(self, conn: psycopg.Connection, image_ids: Sequence[int]) -> list[int]:
@@ -368,7 +383,9 @@ class Recogniser:
         """One batch of task requests (image ids, listing id, origin): recognise all photos
         at once, then decide their listings (live wins when both origins ask for one)."""
         image_ids = {int(i) for ids, _, _ in requests for i in ids}
+        self.timings = dict.fromkeys(STAGES, 0.0)
         recognised = self.recognise_photos(conn, image_ids)
+        clock = time.perf_counter()
         listings: dict[int, str] = {}
 
         def want(listing: int, origin: str) -> None:
@@ -395,5 +412,7 @@ class Recogniser:
                 log.exception("listing %s could not be scored", lid)
                 failed[lid] = f"{type(exc).__name__}: {exc}"[:500]
         record_scored(conn, self.bundle_id, scored, failed)
+        self.timings["listings_s"] += time.perf_counter() - clock
         return {"photos": recognised, "listings": len(listings), "match_ids": match_ids,
-                "listing_ids": sorted(listings)}
+                "listing_ids": sorted(listings),
+                "timings": {k: round(v, 3) for k, v in self.timings.items()}}

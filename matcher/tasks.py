@@ -254,7 +254,8 @@ def match_images(requests: list[SimpleRequest]) -> dict[str, Any]:
                       outcome["match_ids"], exc)
     summary.update(photos=outcome["photos"], listings=outcome["listings"],
                    matches=len(outcome["match_ids"]),
-                   seconds=round(time.monotonic() - started, 3))
+                   seconds=round(time.monotonic() - started, 3),
+                   **({"stages": outcome["timings"]} if "timings" in outcome else {}))
     log.info("matched batch of %d message(s): %s", len(requests), summary)
     return summary
 

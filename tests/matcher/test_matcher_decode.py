@@ -216,6 +216,10 @@ def test_chunked_retrieval_gives_the_unchunked_answer() -> None:
     np.testing.assert_allclose(sims_w, exact, atol=1e-6)
     half, _ = nearest(queries, torch.from_numpy(matrix).bfloat16(), 40, chunk=97)
     np.testing.assert_allclose(half, exact, atol=2e-2)
+    # chunks smaller than the depth (rows collected over several before any is skipped)
+    small_s, small_r = nearest(queries, matrix, 40, chunk=7)
+    assert small_r.tolist() == rows_w.tolist()
+    np.testing.assert_allclose(small_s, exact, atol=1e-6)
 
     def candidates(chunk: int) -> np.ndarray:
         refs = ReferenceSet(matrix, object_ids, np.zeros(1000, np.float32),
