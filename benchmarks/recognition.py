@@ -381,15 +381,18 @@ def before_table(ps: PhotoSet, base: Ranked, seed: int) -> dict:
     finetuned classifier's per-photo thresholds (`--recipe paper`), which could only add alerts,
     so the false alerts counted here are a lower bound of the old rules'.
     """
-    from artwatch.images.decode import hamming, perceptual_hash
+    from artwatch.images.decode import perceptual_hash
+    from matcher.evidence import as_hash_array, phash_distance
 
-    cat_hash = [(p.object_id, perceptual_hash(p.load())) for p in ps.catalogue.photos]
+    cat_objects = [p.object_id for p in ps.catalogue.photos]
+    cat_hash = as_hash_array([perceptual_hash(p.load()) for p in ps.catalogue.photos])
     rows = []
     for members, truth in listing_groups(ps, seed):
         phash_hits, best = [], (0.0, None)
         for i in members:
             h = perceptual_hash(ps.new[i].image)
-            phash_hits += [o for o, ch in cat_hash if hamming(h, ch) <= 6]
+            near = np.flatnonzero(phash_distance(cat_hash, h, h) <= 6)
+            phash_hits += [cat_objects[j] for j in near]
             j = int(np.argmax(base.per_object[i]))
             if base.per_object[i, j] > best[0]:
                 best = (float(base.per_object[i, j]), base.objects[j])

@@ -19,11 +19,9 @@ The target (recognition issue): under 30 minutes on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tqdm import tqdm
@@ -31,44 +29,21 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from artwatch.demo.artefacts import build_artefact, object_spec, plan_views  # noqa: E402
-from artwatch.demo.catalogue import pool_context, worker_init  # noqa: E402
-from artwatch.demo.render import render  # noqa: E402
+from artwatch.demo.catalogue import generate_catalogue  # noqa: E402
 from training.catalogue import load_manifest  # noqa: E402
 from training.deploy import DeployRequest, train_deploy  # noqa: E402
 
 
-def _render(args: tuple[int, int, int, str]) -> list[tuple[str, str, str]]:
-    """Worker: the first `count` catalogue photographs of generated object `index`."""
-    seed, index, count, out = args
-    spec = object_spec(seed, index)
-    art = build_artefact(spec)
-    rows = []
-    for j, view in enumerate(plan_views(spec, count=count), start=1):
-        name = f"images/{spec.object_id}_{j:02d}.jpg"
-        render(art, view, 256, 2).save(Path(out) / name, "JPEG", quality=90)
-        rows.append((spec.object_id, name, spec.collection))
-    return rows
-
-
 def catalogue(workdir: Path, multi: int, single: int, seed: int) -> Path:
-    """Render (or reuse) the catalogue directory; returns it."""
+    """Render (or reuse) the catalogue directory (`artwatch demo`'s generator, `multi` objects
+    with 4 photos and `single` with 1); returns it."""
     out = workdir / f"catalogue-{seed}-{multi}x4-{single}x1"
-    manifest = out / "manifest.csv"
-    if manifest.is_file():
+    if (out / "manifest.csv").is_file():  # written last: a half-rendered one has none
         return out
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    tasks = [(seed, i, 4 if i < multi else 1, str(out)) for i in range(multi + single)]
-    with ProcessPoolExecutor(2, mp_context=pool_context(), initializer=worker_init) as pool:
-        groups = list(tqdm(pool.map(_render, tasks, chunksize=8), total=len(tasks),
-                           desc="rendering the catalogue", unit="object"))
-    tmp = manifest.with_suffix(".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["object_id", "image", "collection"])
-        for rows in groups:
-            writer.writerows(rows)
-    tmp.replace(manifest)  # a half-rendered catalogue is never taken for a finished one
+    with tqdm(total=multi + single, desc="rendering the catalogue", unit="object") as bar:
+        generate_catalogue(out, multi + single, seed=seed,
+                           photos=lambda i: 4 if i < multi else 1,
+                           progress=lambda done, _: bar.update(done - bar.n))
     return out
 
 

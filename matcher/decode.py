@@ -28,7 +28,6 @@ failed once. A read that fails for another reason (an I/O error that may pass) r
 
 from __future__ import annotations
 
-import io
 import os
 import warnings
 from collections import deque
@@ -38,10 +37,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from artwatch.images import ImageStore
-from artwatch.images.decode import ALLOWED_FORMATS, to_rgb
+from artwatch.images.decode import ImageRejected, open_image, to_rgb
 from matcher.preprocess import Preprocess
 
 EXIF_ORIENTATION = 0x0112
@@ -93,25 +92,12 @@ def draft_request(width: int, height: int, resolution: int) -> tuple[int, int]:
 
 
 def open_checked(data: bytes, max_pixels: int) -> Image.Image:
-    """Open (headers only) stored bytes, with the image store's format and size limits."""
+    """Open (headers only) stored bytes with the image store's format and size limits
+    (`artwatch.images.decode.open_image`); PhotoUnreadable with the store's reason code."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise PhotoUnreadable("not_an_image", "content is not a recognised image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PhotoUnreadable("too_many_pixels", str(exc)) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise PhotoUnreadable("corrupt", f"cannot open: {exc}") from None
-    if image.format not in ALLOWED_FORMATS:
-        raise PhotoUnreadable("format_not_allowed", f"{image.format} is not accepted")
-    width, height = image.size
-    if width <= 0 or height <= 0:
-        raise PhotoUnreadable("corrupt", "image has no pixels")
-    if width * height > max_pixels:
-        raise PhotoUnreadable("too_many_pixels", f"{width}x{height} exceeds {max_pixels}")
-    return image
+        return open_image(data, max_pixels=max_pixels)
+    except ImageRejected as exc:
+        raise PhotoUnreadable(exc.reason, exc.detail) from None
 
 
 def model_pixels(data: bytes, preprocess: Preprocess, max_pixels: int) -> np.ndarray:

@@ -155,7 +155,9 @@ class Candidates:
         return self.features[..., FEATURES.index(name)]
 
 
-def _phash_distance(hashes: np.ndarray, query: int, mirror: int) -> np.ndarray:
+def phash_distance(hashes: np.ndarray, query: int, mirror: int) -> np.ndarray:
+    """(m,) bits between each of `hashes` (uint64, `as_hash_array`) and a photo's pHash or
+    its mirror image's, whichever is closer (pass `mirror=query` for the plain hash only)."""
     q = np.uint64(query & 0xFFFFFFFFFFFFFFFF)
     m = np.uint64(mirror & 0xFFFFFFFFFFFFFFFF)
     return np.minimum(np.bitwise_count(hashes ^ q), np.bitwise_count(hashes ^ m))
@@ -231,7 +233,7 @@ def candidate_evidence(
         values = np.array([v for _, (v, _) in ranked])
         log_norm = np.logaddexp.reduce(values / temperature)
         chosen = [obj for obj, _ in ranked[:candidates]]
-        dist = _phash_distance(refs.phash, int(query_phash[qi]), int(query_phash_mirror[qi]))
+        dist = phash_distance(refs.phash, int(query_phash[qi]), int(query_phash_mirror[qi]))
         near = np.flatnonzero(dist < PHASH_NEAR)
         if len(near) > NEAR_ROWS:  # a degenerate hash (a blank picture) is near everything
             near = near[np.argpartition(dist[near], NEAR_ROWS - 1)[:NEAR_ROWS]]

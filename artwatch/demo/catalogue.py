@@ -73,20 +73,22 @@ def object_url(object_id: str) -> str:
 
 
 def object_photos(
-    spec: ObjectSpec, size: int = 256, supersample: int = 2
+    spec: ObjectSpec, size: int = 256, supersample: int = 2, count: int | None = None
 ) -> list[tuple[View, object]]:
-    """Render all catalogue photographs of one object: [(view, PIL image)]."""
+    """Render the catalogue photographs of one object: [(view, PIL image)]; the first `count`
+    of its planned views (None: as many as the object's collection gives it)."""
     art = build_artefact(spec)
-    return [(v, render(art, v, size, supersample)) for v in plan_views(spec)]
+    return [(v, render(art, v, size, supersample)) for v in plan_views(spec, count=count)]
 
 
-def _render_and_save(args: tuple[int, int, int, str, int, int, int]) -> list[CatalogueRow]:
+def _render_and_save(args: tuple[int, int, int, str, int, int, int, int | None]
+                     ) -> list[CatalogueRow]:
     """Worker task: build, photograph and save one object; returns its manifest rows."""
-    seed, stream, index, out_dir, size, quality, supersample = args
+    seed, stream, index, out_dir, size, quality, supersample, count = args
     spec = object_spec(seed, index, stream)
     images = Path(out_dir) / "images"
     rows = []
-    for j, (view, img) in enumerate(object_photos(spec, size, supersample), start=1):
+    for j, (view, img) in enumerate(object_photos(spec, size, supersample, count), start=1):
         name = f"{spec.object_id}_{j:02d}.jpg"
         img.save(images / name, "JPEG", quality=quality)
         rows.append(
@@ -165,15 +167,20 @@ def generate_catalogue(
     quality: int = JPEG_QUALITY,
     supersample: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    photos: Callable[[int], int | None] | None = None,
 ) -> list[CatalogueRow]:
     """Generate objects 0..n_objects-1 of `seed` into `out_dir` (photos + manifest.csv).
 
-    `progress(done, total)` is called as objects finish (for a progress bar).
+    `progress(done, total)` is called as objects finish (for a progress bar). `photos(i)`:
+    how many photos object i gets (None, or no function: as its collection plans; the
+    paper's Table 2 distribution), e.g. a benchmark's "60 objects with 4, 3,500 with 1".
     """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     tasks = [
-        (seed, CATALOGUE_STREAM, i, str(out), size, quality, supersample) for i in range(n_objects)
+        (seed, CATALOGUE_STREAM, i, str(out), size, quality, supersample,
+         photos(i) if photos else None)
+        for i in range(n_objects)
     ]
     rows = [r for group in _run(tasks, workers, progress) for r in group]
     write_manifest(out / "manifest.csv", rows)

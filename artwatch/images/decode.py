@@ -130,6 +130,41 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
+def open_image(data: bytes, *, max_pixels: int, min_side: int = 1) -> Image.Image:
+    """Open `data` (headers only) within the accepted formats and sizes.
+
+    The one place the store's and the matcher's limits live. Raises ImageRejected:
+    `not_an_image`, `format_not_allowed`, `corrupt`, `too_small` (a side under `min_side`
+    pixels), `too_many_pixels` (over `max_pixels`, or Pillow's decompression-bomb check).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageRejected("not_an_image", "content is not a recognised image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected("too_many_pixels", str(exc)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejected("corrupt", f"cannot open: {exc}") from None
+    fmt = image.format or "?"
+    if fmt not in ALLOWED_FORMATS:
+        raise ImageRejected("format_not_allowed", f"{fmt} is not an accepted format")
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageRejected("corrupt", "image has no pixels")
+    if min(width, height) < min_side:
+        raise ImageRejected(
+            "too_small", f"{width}x{height} is below the {min_side}-pixel minimum width and height"
+        )
+    if width * height > max_pixels:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"{width}x{height} exceeds the {max_pixels}-pixel limit (possible decompression bomb)",
+        )
+    return image
+
+
 def decode_image(
     data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 1
 ) -> DecodedImage:
@@ -141,33 +176,13 @@ def decode_image(
         raise ImageRejected("empty", "zero-byte file")
     if len(data) > max_bytes:
         raise ImageRejected("too_large", f"{len(data)} bytes exceeds the {max_bytes} limit")
+    image = open_image(data, max_pixels=max_pixels, min_side=min_side)
+    fmt = image.format or "?"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            fmt = image.format or "?"
-            if fmt not in ALLOWED_FORMATS:
-                raise ImageRejected("format_not_allowed", f"{fmt} is not an accepted format")
-            width, height = image.size
-            if width <= 0 or height <= 0:
-                raise ImageRejected("corrupt", "image has no pixels")
-            if min(width, height) < min_side:
-                raise ImageRejected(
-                    "too_small",
-                    f"{width}x{height} is below the {min_side}-pixel minimum width and height",
-                )
-            if width * height > max_pixels:
-                raise ImageRejected(
-                    "too_many_pixels",
-                    f"{width}x{height} exceeds the {max_pixels}-pixel limit "
-                    "(possible decompression bomb)",
-                )
             image.seek(0)  # first frame of an animation
             image.load()
-    except ImageRejected:
-        raise
-    except UnidentifiedImageError:
-        raise ImageRejected("not_an_image", "content is not a recognised image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected("too_many_pixels", str(exc)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
