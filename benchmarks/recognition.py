@@ -31,6 +31,9 @@ of the uncatalogued photos' best score), by photos per object; the first candida
 photos at the bundle's operating points: promised false alerts per 1,000 negative listings (and
 interval) vs measured, precision and recall; and, on the same listings, the rules that decided
 before the calibrated score (`before_table`: a pHash within 6 bits or a cosine of 0.92 alerts).
+A listing shows one object; a measured false-alert rate comes with a 95% interval from a
+bootstrap over the uncatalogued objects (`measured_rate`: one object's listings are not
+independent draws), and the generated set has many uncatalogued objects with a few photos each.
 
     .venv/bin/python benchmarks/recognition.py                  # both sets, ~30-50 min on 2 cores
     .venv/bin/python benchmarks/recognition.py --sets coil --queries 4   # quicker
