@@ -364,13 +364,13 @@ def measured_rate(flags: Sequence[bool], objects: Sequence[str], seed: int = 0,
     obj = np.array([where[o] for o in objects])
     hits = np.bincount(obj, flags_a, len(keys))
     count = np.bincount(obj, None, len(keys))
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(keys), (rounds, len(keys)))
-    rates = hits[draws].sum(1) / count[draws].sum(1)
-    lo, hi = np.quantile(rates, [0.025, 0.975])
-    if hits.sum() == 0:  # no object alerted: the bootstrap degenerates to [0, 0]; bound the
-        # share of objects that would (all their listings alerting), Clopper-Pearson 97.5%
-        hi = 1.0 - 0.025 ** (1.0 / len(keys))
+    if hits.sum() == 0:  # no object alerted: a bootstrap would say [0, 0]; bound the share
+        # of objects that would (all their listings alerting), Clopper-Pearson 97.5%
+        lo, hi = 0.0, 1.0 - 0.025 ** (1.0 / len(keys))
+    else:
+        draws = np.random.default_rng(seed).integers(0, len(keys), (rounds, len(keys)))
+        rates = hits[draws].sum(1) / count[draws].sum(1)
+        lo, hi = np.quantile(rates, [0.025, 0.975])
     return {"per_1000": 1000.0 * flags_a.mean(), "interval": [1000.0 * lo, 1000.0 * hi],
             "objects": len(keys)}
 
@@ -388,7 +388,7 @@ def before_table(ps: PhotoSet, base: Ranked, seed: int) -> dict:
     from matcher.evidence import as_hash_array, phash_distance
 
     cat_objects = [p.object_id for p in ps.catalogue.photos]
-    cat_hash = as_hash_array([perceptual_hash(p.load()) for p in ps.catalogue.photos])
+    cat_hash = as_hash_array([p.phash for p in ps.catalogue.photos])  # as the import took it
     rows = []
     for members, truth in listing_groups(ps, seed):
         phash_hits, best = [], (0.0, None)

@@ -184,10 +184,10 @@ class Recogniser:
             """,
             (ids, self.bundle_id),
         ).fetchall()
-        # Decoded in a thread pool at about the model's resolution, overlapped with the model
-        # (matcher.inference); a photo that can never be decoded is recorded failed once.
         self.timings["select_s"] += time.perf_counter() - clock
         clock = time.perf_counter()
+        # Decoded in a thread pool at about the model's resolution, overlapped with the model
+        # (matcher.inference); a photo that can never be decoded is recorded failed once.
         batch = self.predictor.predict(photos_of(rows))
         self.timings["model_s"] += time.perf_counter() - clock
         mark_unreadable(conn, batch.unreadable)
