@@ -68,7 +68,7 @@ sys.path.insert(0, str(ROOT))
 from artwatch.demo.marketplace import simulate_listing_photo  # noqa: E402
 from matcher.bundle import Bundle  # noqa: E402
 from matcher.model import build_model  # noqa: E402
-from matcher.scoring import bucket_of, operating_point, threshold_for  # noqa: E402
+from matcher.scoring import cell_of, operating_point, threshold_for  # noqa: E402
 from training.catalogue import Catalogue, Photo, load_manifest  # noqa: E402
 from training.deploy import DeployRequest, train_deploy  # noqa: E402
 
@@ -216,6 +216,7 @@ class Product:
     ranked: Ranked
     first_candidate: list[str | None]  # rank-1 match of the photo's listing (None: no alert)
     image_ids: list[int]
+    listings: list[int]  # the one-photo listing of each new photo
     conn: object
     recogniser: object
     source: int
@@ -271,7 +272,7 @@ def product_run(ps: PhotoSet, conn, store, bundle_id: int, settings,  # noqa: AN
         ranked.append([accession[int(c["object_id"])] for c in cands])
         best.append(cands[0]["p"] if cands else 0.0)
     return Product(Ranked(ranked, np.array(best)), [first.get(lid) for lid in listings],
-                   image_ids, conn, rec, int(source), time.perf_counter() - t0)
+                   image_ids, listings, conn, rec, int(source), time.perf_counter() - t0)
 
 
 def photo_table(ps: PhotoSet, r: Ranked) -> dict:
@@ -307,6 +308,9 @@ def first_candidate_table(ps: PhotoSet, product: Product) -> dict:
     """Among alerted one-photo listings: is the first stored match the ranking's top-1, and
     is it right?"""
     out = {}
+    cells = {int(r["listing_id"]): r["cell"] for r in product.conn.execute(
+        "SELECT listing_id, cell FROM listing_decisions WHERE listing_id = ANY(%s)",
+        (product.listings,))}
     for kind in ("studio", "listing"):
         idx = [i for i, n in enumerate(ps.new) if n.kind == kind]
         alerted = [i for i in idx if product.first_candidate[i] is not None]
@@ -328,7 +332,15 @@ def first_candidate_table(ps: PhotoSet, product: Product) -> dict:
         neg = [i for i in idx if ps.new[i].object_id is None]
         out[kind]["measured"] = measured_rate([product.first_candidate[i] is not None
                                                for i in neg], [ps.new[i].shows for i in neg])
-        out[kind]["promised"] = (product.recogniser.point.get("promise") or {}).get("1", {})
+        promise = product.recogniser.point.get("promise") or {}
+        by_cell: dict[str, list[int]] = {}
+        for i in neg:
+            by_cell.setdefault(str(cells.get(product.listings[i])), []).append(i)
+        out[kind]["by_cell"] = {
+            c: {"negatives": len(sel), "promised": promise.get(c, {}),
+                "measured": measured_rate([product.first_candidate[i] is not None for i in sel],
+                                          [ps.new[i].shows for i in sel])}
+            for c, sel in sorted(by_cell.items())}
         out[kind]["operating_point"] = product.recogniser.policy.operating_point
     return out
 
@@ -434,18 +446,20 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> 
     for lid, (members, truth) in zip(ids, groups, strict=True):
         d = decided[lid]
         obj = accession.get(int(d["object_id"])) if d["object_id"] is not None else None
-        rows.append((truth, obj, float(d["score"]), int(d["photos"]), ps.new[members[0]].shows))
+        look = d["cell"].split("/")[1] if d["cell"] and "/" in d["cell"] else None
+        rows.append((truth, obj, float(d["score"]), int(d["photos"]), ps.new[members[0]].shows,
+                     look))
     out = {}
     for name in POINTS:
         point = operating_point(bundle.thresholds, name)
-        alerts = [(t, o, p >= threshold_for(point, n), bucket_of(n), shows)
-                  for t, o, p, n, shows in rows]
+        alerts = [(t, o, p >= threshold_for(point, n, look), cell_of(point, n, look), shows)
+                  for t, o, p, n, shows, look in rows]
         negatives = [a for a in alerts if a[0] is None]
         positives = [a for a in alerts if a[0] is not None]
         right = sum(1 for t, o, a, _, _ in positives if a and o == t)
         n_alerts = sum(1 for a in alerts if a[2])
         by_bucket = {}
-        for b in sorted({a[3] for a in alerts}):
+        for b in sorted({a[3] for a in alerts}, key=str):
             sel = [a for a in negatives if a[3] == b]
             hits = [a for a in positives if a[3] == b]
             promised = point["promise"].get(b, {})
@@ -572,14 +586,15 @@ def print_set(name: str, r: dict) -> None:
               f"{row['uncatalogued']} uncatalogued); first candidate = ranking top-1 in "
               f"{row['first_is_ranking_top1']:.3f}; right {row['first_right']:.3f} "
               f"(ranking top-1 right {row['ranking_top1_right']:.3f})")
-        promised = row["promised"]
-        if promised.get("per_1000") is not None:
-            lo, hi = promised["interval"]
-            m = row["measured"]
-            print(f"  {'':8s} false alerts {m['per_1000']:.1f}/1000 [{m['interval'][0]:.1f}, "
-                  f"{m['interval'][1]:.1f}] ({m['objects']} objects) one-photo listings, "
-                  f"promised at {row['operating_point']} {promised['per_1000']:.1f} "
-                  f"[{lo:.1f}, {hi:.1f}]")
+        for cell, c in row["by_cell"].items():
+            promised, m = c["promised"], c["measured"]
+            text = "-"
+            if promised.get("per_1000") is not None:
+                lo, hi = promised["interval"]
+                text = f"{promised['per_1000']:.1f} [{lo:.1f}, {hi:.1f}]"
+            print(f"  {'':8s} cell {cell}: false alerts {m['per_1000']:.1f}/1000 "
+                  f"[{m['interval'][0]:.1f}, {m['interval'][1]:.1f}] of {c['negatives']} "
+                  f"({m['objects']} objects), promised at {row['operating_point']} {text}")
     print("\nlisting decision (listings of 1-4 listing photos):")
     b = r["before"]
     print(f"  before (pHash within 6 bits or cosine >= 0.92, no promise): precision "

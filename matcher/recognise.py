@@ -9,12 +9,13 @@ retro-hunts.
 
 Per listing (`score_listing`): photos that are the same picture count once; the others add up
 (`matcher.scoring.fuse_listing`); the best object's listing probability is held against the
-bundle's threshold for the configured operating point and the listing's number of distinct
-photos. Every decision is a `listing_decisions` row; an alert writes the listing's candidates
-(best first, those below `match_candidate_floor` left out) as `matches`, so the first
-candidate a reviewer sees is the ranking's top-1. Everything is an upsert keyed as the schema
-says, so a batch that runs twice writes nothing new, and a reviewer's decision on a match is
-never overwritten.
+bundle's threshold for the configured operating point and the listing's calibration cell (its
+number of distinct photos, and whether its decisive photo looks like a catalogue photo: see
+`matcher.scoring`). Every decision is a `listing_decisions` row; an alert writes the
+listing's candidates (best first, those below `match_candidate_floor` left out) as `matches`,
+so the first candidate a reviewer sees is the ranking's top-1. Everything is an upsert keyed as
+the schema says, so a batch that runs twice writes nothing new, and a reviewer's decision on a
+match is never overwritten.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ from matcher.indexing import store_embeddings
 from matcher.inference import PhotoPredictor
 from matcher.overlay import keypoint_overlay
 from matcher.scoring import (
-    bucket_of,
+    cell_of,
     check_spec,
     duplicate_groups,
     fuse_listing,
+    look_of,
     operating_point,
+    photo_looks,
     threshold_for,
 )
 
@@ -281,27 +284,34 @@ class Recogniser:
                      for p in photos]
         fused = fuse_listing(self.spec, per_photo, groups)
         distinct = len(set(groups))
-        threshold = threshold_for(self.point, distinct)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         best_obj, best = ranked[0] if ranked else (None, 0.0)
+        decisive = max(range(len(photos)), key=lambda i: per_photo[i].get(best_obj, 0.0))
+        looks = photo_looks(self.spec, embeddings[decisive : decisive + 1])
+        # A photo without a stored embedding has no look: the stricter catalogue cell decides.
+        look = look_of(None if looks is None else
+                       1.0 if photos[decisive]["vector"] is None else float(looks[0]))
+        cell = cell_of(self.point, distinct, look)
+        threshold = threshold_for(self.point, distinct, look)
         alerted = best >= threshold
         conn.execute(
             """
             INSERT INTO listing_decisions (listing_id, bundle_id, score, object_id, photos,
-                                           operating_point, threshold, alerted)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                                           operating_point, threshold, alerted, cell)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (listing_id, bundle_id) DO UPDATE SET
                 score = EXCLUDED.score, object_id = EXCLUDED.object_id,
                 photos = EXCLUDED.photos, operating_point = EXCLUDED.operating_point,
-                threshold = EXCLUDED.threshold, alerted = EXCLUDED.alerted, decided_at = now()
+                threshold = EXCLUDED.threshold, alerted = EXCLUDED.alerted,
+                cell = EXCLUDED.cell, decided_at = now()
             """,
             (listing_id, self.bundle_id, float(best), best_obj, distinct,
              self.policy.operating_point, None if np.isinf(threshold) else float(threshold),
-             bool(alerted)),
+             bool(alerted), cell),
         )
         if not alerted:
             return []
-        promise = (self.point.get("promise") or {}).get(bucket_of(distinct), {})
+        promise = {**(self.point.get("promise") or {}).get(cell, {}), "cell": cell}
         written = []
         shown = [(o, p) for o, p in ranked if p >= self.policy.candidate_floor or o == best_obj]
         for rank, (obj, p) in enumerate(shown[: self.policy.top_k], start=1):
@@ -376,6 +386,7 @@ class Recogniser:
             "threshold": None if np.isinf(threshold) else round(float(threshold), 6),
             "operating_point": self.policy.operating_point,
             "promised_false_alerts_per_1000": promise.get("per_1000"),
+            "calibration_cell": promise.get("cell"),
         }
 
     def handle(self, conn: psycopg.Connection,

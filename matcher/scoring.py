@@ -19,9 +19,19 @@ calibrated. The bundle's `score` (bundle.json) holds:
   -sum_{i>=2} log(1 - p_i)` (the noisy-OR evidence of the other photos), `(a, b, c)` fitted on
   simulated listings of 1-8 photos.
 
-Thresholds (`bundle.json["thresholds"]`) are per operating point and per listing size bucket
-(`SIZE_BUCKETS`, distinct photos), each with the false-alert rate it promises and that rate's
-interval; see `training.calibrate`.
+* `look` (optional): a logistic model of "this photo looks like a catalogue photo" (plain
+  museum studio shot, or a museum photo re-used) rather than a marketplace photo, on the
+  photo's embedding. A listing whose decisive photo (the one showing its best object best)
+  looks like a catalogue photo is in the `catalogue` cell, else in the `marketplace` cell:
+  the two kinds of listing reach different scores when they show no
+  catalogued object (a studio photo of a near-alike object scores higher than a dealer's
+  snapshot of it), so each gets thresholds set on negatives of its own kind (Mondrian
+  conformal prediction, Vovk et al. 2005), and a promise that holds for it.
+
+Thresholds (`bundle.json["thresholds"]`) are per operating point and per calibration cell: the
+listing's size bucket (`SIZE_BUCKETS`, distinct photos) and, when the score has a `look`, its
+look cell (keys "1/marketplace", "3-4/catalogue", ...), each with the false-alert rate it
+promises and that rate's interval; see `training.calibrate`.
 """
 
 from __future__ import annotations
@@ -40,23 +50,29 @@ VERIFY_FLOOR = 0.02
 DUPLICATE_SIMILARITY = 0.97
 DUPLICATE_PHASH = 4
 LISTING_FEATURES = ("best_logit", "support")
+LOOKS = ("catalogue", "marketplace")
+LOOK_CUT = 0.5  # P(catalogue look) from a class-balanced model: the Bayes cut at equal priors
 
 
 class ScoreSpecError(ValueError):
     """A bundle's score specification is missing or malformed."""
 
 
-def bucket_of(n_photos: int) -> str:
-    """The size bucket key ("1", "2", "3-4", "5-8", "9+") of a listing with n distinct photos."""
+def bucket_of(n_photos: int, look: str | None = None) -> str:
+    """The calibration cell key of a listing with n distinct photos: its size bucket ("1", "2",
+    "3-4", "5-8", "9+"), followed by "/<look>" when the listing has a look cell."""
     n = max(1, int(n_photos))
+    size = "1"
     for lo, hi in SIZE_BUCKETS:
         if lo <= n <= hi:
-            return str(lo) if lo == hi else (f"{lo}-{hi}" if hi < 10_000 else f"{lo}+")
-    return "1"
+            size = str(lo) if lo == hi else (f"{lo}-{hi}" if hi < 10_000 else f"{lo}+")
+            break
+    return size if look is None else f"{size}/{look}"
 
 
-def bucket_keys() -> list[str]:
-    return [bucket_of(lo) for lo, _ in SIZE_BUCKETS]
+def bucket_keys(look: str | None = None) -> list[str]:
+    """Every size bucket's key (in the look cell `look`), smallest first."""
+    return [bucket_of(lo, look) for lo, _ in SIZE_BUCKETS]
 
 
 # --- logistic models ---------------------------------------------------------------------
@@ -71,9 +87,10 @@ def logit(p: np.ndarray | float) -> np.ndarray:
     return np.log(q) - np.log1p(-q)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, names: Sequence[str], *, c: float = 1.0
-                 ) -> dict[str, Any]:
-    """L2-regularised logistic regression (scikit-learn, lbfgs) on standardised features.
+def fit_logistic(x: np.ndarray, y: np.ndarray, names: Sequence[str], *, c: float = 1.0,
+                 balanced: bool = False) -> dict[str, Any]:
+    """L2-regularised logistic regression (scikit-learn, lbfgs) on standardised features;
+    `balanced` weighs both classes equally (a probability at equal priors).
 
     Returns a JSON-safe spec for `apply_logistic`. Raises ScoreSpecError when `y` has one class.
     """
@@ -86,7 +103,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, names: Sequence[str], *, c: float
     mean = x.mean(0)
     scale = x.std(0)
     scale[scale < 1e-9] = 1.0
-    model = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / scale, y)
+    model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced" if balanced else None
+                               ).fit((x - mean) / scale, y)
     return {
         "features": list(names),
         "mean": mean.tolist(),
@@ -174,6 +192,41 @@ def photo_probabilities(
     return np.where(objects >= 0, p, 0.0)
 
 
+# --- look cells ----------------------------------------------------------------------------
+
+
+def look_features(dim: int) -> list[str]:
+    """Feature names of the look model: the embedding's coordinates."""
+    return [f"e{i}" for i in range(dim)]
+
+
+def fit_look(catalogue_like: np.ndarray, marketplace: np.ndarray) -> dict[str, Any]:
+    """The look model on embeddings (n x dim) of catalogue photos and of marketplace photos
+    (synthetic listing views, ordinary listings); class-balanced."""
+    x = np.concatenate([catalogue_like, marketplace])
+    y = np.r_[np.ones(len(catalogue_like), np.int64), np.zeros(len(marketplace), np.int64)]
+    return fit_logistic(x, y, look_features(x.shape[1]), balanced=True)
+
+
+def photo_looks(spec: Mapping[str, Any], embeddings: np.ndarray) -> np.ndarray | None:
+    """(n,) P(catalogue look) per photo embedding, or None when the score has no look model."""
+    look = spec.get("look")
+    if not look:
+        return None
+    return apply_logistic(look, np.asarray(embeddings, np.float64).reshape(
+        -1, len(look["features"])))
+
+
+def look_of(look: float | None) -> str | None:
+    """The look cell of a listing from P(catalogue look) of its *decisive* photo (the one that
+    shows the listing's best object best: the photo its score stands on); None without a look
+    model. One photo decides, so a listing's many photos do not multiply the look model's
+    errors."""
+    if look is None:
+        return None
+    return LOOKS[0] if float(look) >= LOOK_CUT else LOOKS[1]
+
+
 # --- listings ------------------------------------------------------------------------------
 
 
@@ -256,11 +309,22 @@ def operating_point(thresholds: Mapping[str, Any], name: str) -> Mapping[str, An
     return points[name]
 
 
-def threshold_for(point: Mapping[str, Any], n_photos: int) -> float:
-    """The point's listing-score threshold for a listing of `n_photos` distinct photos."""
+def cell_of(point: Mapping[str, Any], n_photos: int, look: str | None = None) -> str | None:
+    """The calibrated cell whose threshold decides a listing of `n_photos` distinct photos in
+    look cell `look`: its own, else the largest calibrated size of its look (bigger listings
+    than any calibrated); None when the point has nothing for that look."""
     buckets = point.get("buckets") or {}
-    value = buckets.get(bucket_of(n_photos))
-    if value is None:  # the largest calibrated bucket covers bigger listings
-        value = next((buckets[k] for k in reversed(bucket_keys()) if buckets.get(k) is not None),
-                     None)
-    return math.inf if value is None else float(value)
+    own = bucket_of(n_photos, look)
+    if buckets.get(own) is not None:
+        return own
+    for key in reversed(bucket_keys(look)):
+        if buckets.get(key) is not None:
+            return key
+    return None
+
+
+def threshold_for(point: Mapping[str, Any], n_photos: int, look: str | None = None) -> float:
+    """The point's listing-score threshold for a listing of `n_photos` distinct photos in look
+    cell `look` (None for a score without look cells); inf when nothing is calibrated."""
+    cell = cell_of(point, n_photos, look)
+    return math.inf if cell is None else float(point["buckets"][cell])

@@ -10,14 +10,19 @@
    score what a hash collision looks like, stay out of the promise). A first set fits how
    photos add up (the listing model); a second, independent draw sets and reports the
    thresholds.
-3. Thresholds: per listing-size bucket, a conformal order statistic of the negative listings'
+3. Thresholds: per calibration cell (listing-size bucket and, with a look model, look cell:
+   `matcher.scoring`), a conformal order statistic of the negative listings'
    scores (Vovk et al., "Algorithmic Learning in a Random World"; split conformal): with n
    negative listings and k of them at or above the threshold, a new negative listing from the
    same distribution alerts with probability (k + 1) / (n + 1) at most on average, and the
    realised rate of this threshold is Beta(k + 1, n - k) distributed, whose 2.5-97.5%
    quantiles are the promise's interval. Negative listings are disjoint (each photo in one),
-   so n counts independent draws, not re-uses of a few photos. A precision target is met by
-   the largest false-alert rate whose thresholds keep calibration precision at the target.
+   so n counts independent draws, not re-uses of a few photos. Negative listings are drawn
+   from one stream of photos each: museum pictures (studio photos, re-used copies) or
+   marketplace pictures (synthetic listing views, ordinary listings), as a dealer's listing is
+   one or the other; the look model then puts each in its cell as the matcher would. A
+   precision target is met by the largest false-alert rate whose thresholds keep calibration
+   precision at the target.
 """
 
 from __future__ import annotations
@@ -32,17 +37,19 @@ from sklearn.model_selection import GroupKFold
 
 from matcher.evidence import FEATURES, GLOBAL_FEATURES
 from matcher.scoring import (
+    LOOKS,
     VERIFY_FLOOR,
     apply_logistic,
     bucket_keys,
     bucket_of,
     fit_logistic,
     listing_features,
+    look_of,
     verifiable,
     verification_targets,
 )
 from training.crossfit import QuerySet
-from training.views import TWIN
+from training.views import REUSE, STUDIO, TWIN
 
 MAX_LISTING = 8
 INTERVAL = (0.025, 0.975)
@@ -136,7 +143,8 @@ def _score(spec: dict, qs: QuerySet, index: np.ndarray) -> tuple[np.ndarray, np.
 
 @dataclass
 class Listings:
-    """Simulated listings: member query indices, true object (-1: negative), size bucket."""
+    """Simulated listings: member query indices, true object (-1: negative), calibration cell
+    (`matcher.scoring.bucket_of`: size bucket, and look cell when the query set has looks)."""
 
     members: list[np.ndarray]
     label: np.ndarray
@@ -156,7 +164,8 @@ def simulate_listings(qs: QuerySet, seed: int, positives_per_pool: int = 2) -> L
     rng = np.random.default_rng(seed)
     members, labels = [], []
     pos_pools: dict[tuple[int, int], list[int]] = defaultdict(list)
-    neg_pools: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    neg_pools: dict[tuple[int, bool], dict[int, list[int]]] = defaultdict(
+        lambda: defaultdict(list))
     groups = _groups(qs)
     for i in range(len(qs.label)):
         if qs.kind[i] == TWIN:  # synthetic hash twins teach the photo score, never promise
@@ -164,14 +173,15 @@ def simulate_listings(qs: QuerySet, seed: int, positives_per_pool: int = 2) -> L
         if qs.positive[i]:
             pos_pools[(int(qs.world[i]), int(qs.label[i]))].append(i)
         else:
-            neg_pools[int(qs.world[i])][int(groups[i])].append(i)
+            museum = str(qs.kind[i]) in (STUDIO, REUSE)
+            neg_pools[(int(qs.world[i]), museum)][int(groups[i])].append(i)
     for (_, obj), pool in sorted(pos_pools.items()):
         for _ in range(positives_per_pool):
             n = min(_sizes(rng), len(pool))
             members.append(rng.choice(pool, n, replace=False))
             labels.append(obj)
-    for world in sorted(neg_pools):
-        by_object = list(neg_pools[world].values())
+    for key in sorted(neg_pools):  # (world, museum pictures or not)
+        by_object = list(neg_pools[key].values())
         rng.shuffle(by_object)
         stream = [i for pool in by_object for i in rng.permutation(pool)]
         pos = 0
@@ -182,6 +192,22 @@ def simulate_listings(qs: QuerySet, seed: int, positives_per_pool: int = 2) -> L
             pos += n
     bucket = np.array([bucket_of(len(m)) for m in members])
     return Listings(members, np.array(labels, np.int64), bucket)
+
+
+def with_cells(qs: QuerySet, listings: Listings, decisive: np.ndarray) -> Listings:
+    """The listings with their calibration cells: size bucket and the look of the decisive
+    photo (`listing_scores`), as the matcher assigns them; size only without looks."""
+    if qs.look is None:
+        return listings
+    cells = np.array([bucket_of(len(m), look_of(float(qs.look[d])))
+                      for m, d in zip(listings.members, decisive, strict=True)])
+    return Listings(listings.members, listings.label, cells)
+
+
+def cell_keys(listings: Listings) -> list[str]:
+    """The calibration cells the listings can fall in, smallest listings first."""
+    looks = [None] if all("/" not in b for b in listings.bucket) else list(LOOKS)
+    return [key for look in looks for key in bucket_keys(look)]
 
 
 def listing_candidates(qs: QuerySet, probs: np.ndarray, members: np.ndarray
@@ -208,10 +234,13 @@ def fit_listing_model(qs: QuerySet, probs: np.ndarray, listings: Listings) -> di
 
 
 def listing_scores(qs: QuerySet, probs: np.ndarray, listings: Listings, model: dict
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(best listing probability, its object) per simulated listing."""
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(best listing probability, its object, its decisive photo) per simulated listing; the
+    decisive photo is the member query that gives the object its highest photo probability
+    (the first member when nothing is a candidate)."""
     best = np.zeros(len(listings))
     which = np.full(len(listings), -1, np.int64)
+    decisive = np.array([int(m[0]) for m in listings.members], np.int64)
     for li, members in enumerate(listings.members):
         cands = listing_candidates(qs, probs, members)
         if not cands:
@@ -221,7 +250,8 @@ def listing_scores(qs: QuerySet, probs: np.ndarray, listings: Listings, model: d
         p = apply_logistic(model, feats)
         j = int(np.argmax(p))
         best[li], which[li] = float(p[j]), objs[j]
-    return best, which
+        decisive[li] = int(members[int(np.argmax(cands[objs[j]]))])
+    return best, which, decisive
 
 
 # --- thresholds -------------------------------------------------------------------------------
@@ -278,7 +308,7 @@ def evaluate_point(cuts: dict[str, float], scores: np.ndarray, which: np.ndarray
 def thresholds_at(alpha: float, scores: np.ndarray, listings: Listings) -> tuple[dict, dict]:
     """Per-bucket cuts for false-alert rate `alpha` and each bucket's promise."""
     cuts, promises = {}, {}
-    for b in bucket_keys():
+    for b in cell_keys(listings):
         neg = scores[(listings.bucket == b) & (listings.label < 0)]
         if len(neg) == 0:
             continue

@@ -19,8 +19,10 @@ the queries are
 * a share of the distractor photos (ordinary listings), negatives in exactly one world.
 
 `world_evidence` computes every query's candidate objects and evidence rows
-(`matcher.evidence`), verifying the best candidates with local features, so that
-`training.calibrate` can fit the score and set thresholds on out-of-fold rows only.
+(`matcher.evidence`), verifying the best candidates with local features, and its look
+(`matcher.scoring.fit_look`: the world's reference photos against its whitening's synthetic
+listing views and the distractor bank), so that `training.calibrate` can fit the score and
+set thresholds on out-of-fold rows only.
 """
 
 from __future__ import annotations
@@ -43,11 +45,11 @@ from matcher.evidence import (
     nearest,
     set_verification,
 )
-from matcher.scoring import verifiable
+from matcher.scoring import fit_look, photo_looks, verifiable
 from matcher.verify import LocalFeatures, verify
 from training.catalogue import Photo
 from training.views import LISTING, REUSE, STUDIO, TWIN, QueryImage, ViewSet
-from training.whitening import default_dim, fit_whitening
+from training.whitening import default_dim, default_shrink, fit_whitening
 
 DISTRACTOR = "distractor"
 TEMPERATURE = 0.05  # of the retrieval softmax; the fitted score absorbs its scale
@@ -114,6 +116,7 @@ class QuerySet:
     ranked_sim: np.ndarray  # their similarities
     baseline: np.ndarray  # (queries x 10) objects by the pretrained backbone's kNN
     baseline_sim: np.ndarray
+    look: np.ndarray | None = None  # (queries,) P(catalogue look), from the world's look model
 
 
 @dataclass
@@ -186,7 +189,7 @@ def world_evidence(
     plan: WorldPlan,
     *,
     query_views: int,
-    shrink: float,
+    shrink: float | None,
     dim_cap: int,
     local: bool,
     workers: int = 2,
@@ -209,17 +212,22 @@ def world_evidence(
         n_obj = len(np.unique(photo_obj[ref]))
         fit = fit_whitening(np.concatenate(fit_x), fit_g,
                             dim=default_dim(n_obj, views.originals.shape[1], dim_cap),
-                            shrink=shrink)
+                            shrink=default_shrink(n_obj) if shrink is None else shrink)
+        bank = fit.apply(distractors.bank)
         refs = ReferenceSet(
             embeddings=fit.apply(views.originals[ref]),
             objects=photo_obj[ref],
-            background=backgrounds(fit.apply(views.originals[ref]), fit.apply(distractors.bank)),
+            background=backgrounds(fit.apply(views.originals[ref]), bank),
             phash=photo_hash[ref],
         )
         ref_has = set(photo_obj[ref].tolist())
         q_raw, q_info = _world_queries(world, photos, views, distractors, plan, out,
                                        query_views, photo_obj, ref_has)
         q_feats = fit.apply(q_raw) if len(q_raw) else np.zeros((0, fit.dim), np.float32)
+        marketplace = np.concatenate([fit.apply(views.views[ref, j]) for j in train_views]
+                                     + [bank])
+        q_look = (photo_looks({"look": fit_look(refs.embeddings, marketplace)}, q_feats)
+                  if len(marketplace) else None)
         ranked, ranked_sim = rank_objects(q_feats, refs.embeddings, refs.objects)
         baseline, baseline_sim = rank_objects(_l2(q_raw), _l2(views.originals[ref]),
                                               refs.objects)
@@ -246,7 +254,7 @@ def world_evidence(
             f"{distractors.bank.shape[0]} bank photos, whitening to {fit.dim} dims")
         parts.append({"info": q_info, "cands": cands, "world": world, "ranked": ranked,
                       "ranked_sim": ranked_sim, "baseline": baseline,
-                      "baseline_sim": baseline_sim})
+                      "baseline_sim": baseline_sim, "look": q_look})
     return _concatenate(objects, parts, dq)
 
 
@@ -319,4 +327,6 @@ def _concatenate(objects: list[str], parts: list[dict], n_distractors: int) -> Q
         ranked_sim=np.concatenate([p["ranked_sim"] for p in parts]),
         baseline=np.concatenate([p["baseline"] for p in parts]),
         baseline_sim=np.concatenate([p["baseline_sim"] for p in parts]),
+        look=(None if any(p["look"] is None for p in parts)
+              else np.concatenate([p["look"] for p in parts])),
     )

@@ -36,18 +36,19 @@ from matcher.bundle import BANK_FILE, ensure_new, save_bundle
 from matcher.evidence import BACKGROUND_K, CANDIDATES, PHASH_NEAR, VERIFIED
 from matcher.model import backbone_config, build_model
 from matcher.preprocess import Preprocess
-from matcher.scoring import DUPLICATE_PHASH, DUPLICATE_SIMILARITY, VERIFY_FLOOR
+from matcher.scoring import DUPLICATE_PHASH, DUPLICATE_SIMILARITY, VERIFY_FLOOR, fit_look
 from training.calibrate import (
     fit_listing_model,
     fit_photo_scores,
     listing_scores,
     operating_points,
     simulate_listings,
+    with_cells,
 )
 from training.catalogue import Catalogue, Photo
 from training.crossfit import TEMPERATURE, Distractors, QuerySet, plan_worlds, world_evidence
 from training.views import QueryImage, pooled_features, render_views
-from training.whitening import default_dim, fit_whitening
+from training.whitening import default_dim, default_shrink, fit_whitening
 
 RECIPE = "deploy"
 
@@ -65,8 +66,8 @@ class DeployRequest:
     query_views: int = 2  # of which out-of-fold listing-style queries
     image_budget: int = 20_000  # images through the backbone for the views step, at most
     folds: int = 4
-    shrink: float = 0.2
-    dim_cap: int = 256
+    shrink: float | None = None  # within-object shrinkage; None: `whitening.default_shrink`
+    dim_cap: int = 256  # largest embedding (`training.whitening.default_dim`: 128 to 256)
     distractors: int = 240  # generated ordinary-listing photos (half bank, half negatives)
     local_features: bool = True
     precisions: Sequence[float] = (0.90, 0.95, 0.99)
@@ -255,7 +256,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     fit_set = simulate_listings(qs, seed=req.seed + 1)
     listing_model = fit_listing_model(qs, scores.probabilities, fit_set)
     calib_set = simulate_listings(qs, seed=req.seed + 2)
-    best, which = listing_scores(qs, scores.probabilities, calib_set, listing_model)
+    best, which, decisive = listing_scores(qs, scores.probabilities, calib_set, listing_model)
+    calib_set = with_cells(qs, calib_set, decisive)
     points = operating_points(best, which, calib_set, precisions=req.precisions,
                               budgets=req.budgets)
     timings["calibration_s"] = time.perf_counter() - t0
@@ -267,12 +269,17 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     fit_g = np.concatenate([groups] * (1 + n_views))
     final = fit_whitening(fit_x, fit_g,
                           dim=default_dim(len(objects), views.originals.shape[1], req.dim_cap),
-                          shrink=req.shrink)
+                          shrink=(default_shrink(len(objects)) if req.shrink is None
+                                  else req.shrink))
     whitened = build_model(req.architecture, 0, pretrained="none", whitening_dim=final.dim)[0]
     whitened.backbone.load_state_dict(model.backbone.state_dict())
     assert whitened.whitening is not None
     whitened.whitening.mean.copy_(torch.from_numpy(final.mean).float())
     whitened.whitening.projection.copy_(torch.from_numpy(final.projection).float())
+    bank = final.apply(distractors.bank)
+    look = (fit_look(final.apply(views.originals), np.concatenate(
+        [final.apply(views.views[:, j]) for j in range(n_views)] + [bank]))
+        if qs.look is not None else None)
 
     ppo = {obj_index[o]: n for o, n in _counts(photos).items()}
     summary = retrieval_summary(qs, scores.probabilities, ppo)
@@ -319,6 +326,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         "global": scores.spec["global"],
         "listing": listing_model,
         **({"verified": scores.spec["verified"]} if "verified" in scores.spec else {}),
+        **({"look": look} if look is not None else {}),
     }
     collections = {p.object_id: p.collection for p in photos}
     info = {
@@ -355,7 +363,6 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     }
     out.mkdir(parents=True, exist_ok=True)
     save_bundle(out, whitened.cpu().eval(), info)
-    bank = final.apply(distractors.bank)
     save_file({"bank": torch.from_numpy(bank).contiguous()}, str(out / BANK_FILE))
     from training.report import write_deploy_report
 

@@ -275,15 +275,18 @@ def plot_deploy_ppo(retrieval: dict, path: Path) -> None:
 
 
 def plot_promises(points: dict, path: Path) -> None:
-    """Promised false alerts per 1,000 negative listings (with interval) by listing size."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    """Promised false alerts per 1,000 negative listings (with interval) by calibration cell
+    (listing size, and look)."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
     for name, p in points.items():
         keys = [b for b, v in p["promise"].items() if v["per_1000"] is not None]
         mid = [p["promise"][b]["per_1000"] for b in keys]
         lo = [mid[i] - p["promise"][b]["interval"][0] for i, b in enumerate(keys)]
         hi = [p["promise"][b]["interval"][1] - mid[i] for i, b in enumerate(keys)]
         ax.errorbar(keys, mid, yerr=[lo, hi], marker="o", capsize=3, label=name)
-    ax.set_xlabel("distinct photos in the listing"), ax.set_ylabel("false alerts / 1,000")
+    ax.set_xlabel("calibration cell: distinct photos / look"), ax.set_ylabel(
+        "false alerts / 1,000")
+    ax.tick_params(axis="x", labelsize=7, labelrotation=30)
     ax.set_yscale("symlog", linthresh=1.0), ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -326,9 +329,11 @@ def write_deploy_report(report: Path, info: dict, metrics: dict, *, plots: bool 
         lines += ["", f"**Warning: worse than the pretrained baseline on "
                       f"{', '.join(retrieval['worse_than_pretrained'])} photos.**"]
     lines += ["", "## Operating points (listing level)", "",
-              "Thresholds per listing size set on simulated listings of out-of-fold photos; "
-              "promised false alerts per 1,000 negative listings, 95% interval of the rate.",
-              "", "| point | size | threshold | promised / 1000 | interval | negatives |",
+              "Thresholds per calibration cell (listing size, and the look of the listing's "
+              "decisive photo: catalogue or marketplace) set on simulated listings of "
+              "out-of-fold photos; promised false alerts per 1,000 negative listings, 95% "
+              "interval of the rate.",
+              "", "| point | cell | threshold | promised / 1000 | interval | negatives |",
               "|---|---|---|---|---|---|"]
     for name, p in metrics["operating_points"].items():
         for b, cut in p["buckets"].items():

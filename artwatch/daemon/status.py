@@ -255,7 +255,8 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
         console.print(
             f"active bundle: {b['name']} ({b['architecture']}, {b['created_at']}, "
             f"{b['indexed_photos']} catalogue photos indexed), operating point "
-            f"{b['operating_point']}: thresholds by listing size {b['thresholds']}, promised "
+            f"{b['operating_point']}: thresholds by listing size and look {b['thresholds']}, "
+            f"promised "
             f"false alerts per 1,000 {b['promised_false_alerts_per_1000']}"
             if b else "active bundle: none"
         )

@@ -14,10 +14,14 @@ from artwatch.images.decode import hamming, perceptual_hash, perceptual_hash_pai
 from matcher.scoring import (
     OperatingPointError,
     bucket_of,
+    cell_of,
     duplicate_groups,
+    fit_look,
     fuse_listing,
     listing_features,
+    look_of,
     operating_point,
+    photo_looks,
     threshold_for,
 )
 from matcher.verify import extract, verify
@@ -114,6 +118,30 @@ def test_operating_points_and_size_buckets() -> None:
     assert threshold_for(point, 2) == 0.93
     assert threshold_for(point, 12) == 0.97  # beyond the calibrated sizes: the largest bucket
     assert threshold_for({"buckets": {}}, 1) == math.inf
+
+
+def test_look_cells_choose_their_own_thresholds() -> None:
+    # Catalogue-look photos sit apart from marketplace photos along a few embedding directions.
+    rng = np.random.default_rng(3)
+    catalogue = rng.normal(0, 1, (200, 8)) + np.r_[2.0, 0, 0, 0, 0, 0, 0, 0]
+    marketplace = rng.normal(0, 1, (600, 8)) - np.r_[2.0, 0, 0, 0, 0, 0, 0, 0]
+    spec = {"look": fit_look(catalogue, marketplace)}
+    looks_c = photo_looks(spec, catalogue)
+    looks_m = photo_looks(spec, marketplace)
+    # Class-balanced: both kinds are recognised alike although marketplace photos outnumber
+    assert np.mean(looks_c >= 0.5) > 0.9 and np.mean(looks_m < 0.5) > 0.9
+    assert photo_looks({}, catalogue) is None and look_of(None) is None
+    # The decisive photo's look is the listing's cell
+    assert look_of(0.2) == "marketplace" and look_of(0.9) == "catalogue"
+    assert bucket_of(3, "marketplace") == "3-4/marketplace"
+    point = {"buckets": {"1/catalogue": 0.9, "1/marketplace": 0.6, "2/marketplace": 0.7}}
+    assert threshold_for(point, 1, "catalogue") == 0.9
+    assert threshold_for(point, 1, "marketplace") == 0.6
+    # Larger than calibrated: the largest size of the same look, never the other look's
+    assert threshold_for(point, 6, "marketplace") == 0.7
+    assert threshold_for(point, 6, "catalogue") == 0.9
+    assert cell_of(point, 6, "marketplace") == "2/marketplace"
+    assert threshold_for({"buckets": {"1/catalogue": 0.9}}, 1, "marketplace") == math.inf
 
 
 def _textured(seed: int, size: int = 360) -> Image.Image:

@@ -1,0 +1,80 @@
+"""Calibration cells: negative listings drawn from one stream of photos, the look of the
+decisive photo choosing the cell, thresholds and promises per cell (`training.calibrate`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from matcher.evidence import FEATURES, Candidates
+from matcher.scoring import LOOKS, bucket_of
+from training.calibrate import (
+    listing_scores,
+    simulate_listings,
+    thresholds_at,
+    with_cells,
+)
+from training.crossfit import DISTRACTOR, QuerySet
+from training.views import LISTING, REUSE, STUDIO
+
+MUSEUM = (STUDIO, REUSE)
+
+
+def _query_set(rng: np.random.Generator) -> tuple[QuerySet, np.ndarray]:
+    """Two worlds; catalogued object 0's photos, and many negatives of both kinds whose
+    scores differ by kind (museum pictures of uncatalogued objects score high)."""
+    kinds, labels, positive, looks, p_best = [], [], [], [], []
+    for _world in (0, 1):
+        for _ in range(6):  # positives: photos of object 0
+            kinds.append(STUDIO), labels.append(0), positive.append(True)
+            looks.append(0.9), p_best.append(0.9)
+        for obj in range(1, 41):  # uncatalogued objects' museum pictures
+            for kind in MUSEUM:
+                kinds.append(kind), labels.append(obj), positive.append(False)
+                looks.append(rng.uniform(0.6, 1.0)), p_best.append(rng.uniform(0.2, 0.8))
+        for obj in range(41, 81):  # marketplace pictures: listing views, ordinary listings
+            for kind in (LISTING, DISTRACTOR):
+                kinds.append(kind), labels.append(obj if kind == LISTING else -1)
+                positive.append(False)
+                looks.append(rng.uniform(0.0, 0.4)), p_best.append(rng.uniform(0.0, 0.3))
+    n = len(kinds)
+    world = np.repeat([0, 1], n // 2)
+    objects = np.full((n, 2), -1, np.int64)
+    objects[:, 0] = 0  # every photo's best candidate is object 0
+    probs = np.zeros((n, 2))
+    probs[:, 0] = p_best
+    qs = QuerySet(
+        objects=[f"o{i}" for i in range(81)], world=world, photo=np.arange(n),
+        kind=np.array(kinds), label=np.array(labels), positive=np.array(positive),
+        candidates=Candidates(objects, np.zeros((n, 2), np.int64),
+                              np.zeros((n, 2, len(FEATURES)))),
+        image_key=[str(i) for i in range(n)], ranked=objects, ranked_sim=probs,
+        baseline=objects, baseline_sim=probs, look=np.array(looks))
+    return qs, probs
+
+
+def test_negative_listings_keep_to_one_stream_and_cells_follow_the_decisive_photo() -> None:
+    qs, probs = _query_set(np.random.default_rng(0))
+    listings = simulate_listings(qs, seed=1)
+    for members, label in zip(listings.members, listings.label, strict=True):
+        if label < 0:
+            museum = {str(qs.kind[m]) in MUSEUM for m in members}
+            assert len(museum) == 1, [qs.kind[m] for m in members]
+    model = {"features": ["best_logit", "support"], "mean": [0, 0], "scale": [1, 1],
+             "coef": [1.0, 0.0], "intercept": 0.0}
+    best, which, decisive = listing_scores(qs, probs, listings, model)
+    celled = with_cells(qs, listings, decisive)
+    for members, d, cell in zip(celled.members, decisive, celled.bucket, strict=True):
+        assert d in members
+        assert probs[d, 0] == probs[members, 0].max()  # the photo the score stands on
+        look = LOOKS[0] if qs.look[d] >= 0.5 else LOOKS[1]
+        assert cell == bucket_of(len(members), look)
+    # Each look gets its own thresholds: marketplace negatives score lower, so at the same
+    # false-alert rate their cut is lower, and each cell's promise counts its own negatives.
+    cuts, promises = thresholds_at(0.1, best, celled)
+    assert cuts["1/marketplace"] < cuts["1/catalogue"]
+    for cell, promised in promises.items():
+        n = int(((celled.bucket == cell) & (celled.label < 0)).sum())
+        assert promised["negatives"] == n > 0
+    # Without looks the cells are the sizes alone
+    qs.look = None
+    assert set(with_cells(qs, listings, decisive).bucket) <= {"1", "2", "3-4", "5-8"}
