@@ -77,11 +77,16 @@ def _groups(qs: QuerySet) -> np.ndarray:
 
 
 def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERIFY_FLOOR,
-                     use_local: bool = True) -> PhotoScores:
-    """Cross-fitted photo probabilities plus the models fitted on every row."""
+                     use_local: bool = True,
+                     features: Sequence[str] = GLOBAL_FEATURES) -> PhotoScores:
+    """Cross-fitted photo probabilities plus the models fitted on every row.
+
+    `features`: the global evidence the models use (all of `GLOBAL_FEATURES` for a bundle;
+    fewer to measure what one kind of evidence buys, `training.ablation`).
+    """
     valid = qs.candidates.objects >= 0
     verified_col = qs.candidates.features[..., FEATURES.index("verified")] > 0
-    names_v = list(FEATURES)
+    names_v = [*features, *FEATURES[len(GLOBAL_FEATURES):]]
     groups = _groups(qs)
     n_groups = len(np.unique(groups))
     k = max(2, min(folds, n_groups))
@@ -91,19 +96,20 @@ def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERI
     for train, _ in splitter.split(np.zeros(len(groups)), groups=groups):
         tr = np.zeros(len(groups), bool)
         tr[train] = True
-        spec = _fit_models(qs, valid & tr[:, None], verified_col & tr[:, None], names_v,
-                           verify_floor, use_local)
+        spec = _fit_models(qs, valid & tr[:, None], verified_col & tr[:, None], features,
+                           names_v, verify_floor, use_local)
         p, v = _score(spec, qs, np.flatnonzero(~tr))
         p_oof[~tr] = p
         v_oof[~tr] = v
-    spec = _fit_models(qs, valid, verified_col, names_v, verify_floor, use_local)
+    spec = _fit_models(qs, valid, verified_col, features, names_v, verify_floor, use_local)
     return PhotoScores(spec, np.where(valid, p_oof, 0.0), v_oof & valid)
 
 
-def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray, names_v: list[str],
-                verify_floor: float, use_local: bool) -> dict:
-    x, y = _rows(qs, GLOBAL_FEATURES, rows)
-    spec: dict = {"global": fit_logistic(x, y, GLOBAL_FEATURES), "verify_floor": verify_floor}
+def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray,
+                features: Sequence[str], names_v: list[str], verify_floor: float,
+                use_local: bool) -> dict:
+    x, y = _rows(qs, features, rows)
+    spec: dict = {"global": fit_logistic(x, y, features), "verify_floor": verify_floor}
     if use_local:
         # The verified model learns from exactly the rows the matcher would verify.
         cols = [FEATURES.index(n) for n in spec["global"]["features"]]
@@ -125,7 +131,8 @@ def _score(spec: dict, qs: QuerySet, index: np.ndarray) -> tuple[np.ndarray, np.
     feats = qs.candidates.features[index]
     objects = qs.candidates.objects[index]
     p = np.where(objects >= 0, apply_logistic(
-        spec["global"], feats[..., [FEATURES.index(n) for n in GLOBAL_FEATURES]]), 0.0)
+        spec["global"], feats[..., [FEATURES.index(n) for n in spec["global"]["features"]]]),
+        0.0)
     verified = np.zeros(objects.shape, bool)
     if "verified" in spec:
         have = feats[..., FEATURES.index("verified")] > 0

@@ -37,6 +37,7 @@ from matcher.evidence import BACKGROUND_K, CANDIDATES, PHASH_NEAR, VERIFIED
 from matcher.model import backbone_config, build_model
 from matcher.preprocess import Preprocess
 from matcher.scoring import DUPLICATE_PHASH, DUPLICATE_SIMILARITY, VERIFY_FLOOR, fit_look
+from training.ablation import evidence_ablation
 from training.calibrate import (
     fit_listing_model,
     fit_photo_scores,
@@ -262,6 +263,10 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
                               budgets=req.budgets)
     timings["calibration_s"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    ablation = evidence_ablation(qs, local=req.local_features, probabilities=scores.probabilities)
+    timings["ablation_s"] = time.perf_counter() - t0
+
     # The served model: whitening on every photo and all its views.
     obj_index = {o: i for i, o in enumerate(objects)}
     groups = np.array([obj_index[p.object_id] for p in photos])
@@ -286,6 +291,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     metrics = {
         "recipe": RECIPE,
         "retrieval": summary,
+        "evidence_ablation": ablation,
         "operating_points": points,
         "photo_score": scores.spec,
         "listing_score": listing_model,
@@ -303,6 +309,10 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         log(f"out-of-fold {kind} photos ({r['queries']}): top-1 {r['learned_top1']:.3f} "
             f"(first candidate {r['first_candidate_top1']:.3f}) vs pretrained kNN "
             f"{r['baseline_top1']:.3f}")
+    for name, kinds in ablation.items():
+        log(f"{name}: " + ", ".join(
+            f"{kind} top-1 {row['top1']:.3f} c&a@1%FA {row['correct_accepted']:.3f}"
+            for kind, row in kinds.items() if "correct_accepted" in row))
     if summary["worse_than_pretrained"]:
         log(f"[yellow]warning:[/yellow] worse than the pretrained backbone's kNN on "
             f"{', '.join(summary['worse_than_pretrained'])} photos (see report)")

@@ -21,6 +21,7 @@ import torch  # noqa: E402
 
 from matcher.model import ArtefactClassifier  # noqa: E402
 from matcher.preprocess import Preprocess  # noqa: E402
+from training.ablation import ablation_lines  # noqa: E402
 from training.catalogue import Photo  # noqa: E402
 from training.metrics import PPO_BUCKETS, SUMMARY_METRICS  # noqa: E402
 
@@ -328,6 +329,12 @@ def write_deploy_report(report: Path, info: dict, metrics: dict, *, plots: bool 
     if retrieval.get("worse_than_pretrained"):
         lines += ["", f"**Warning: worse than the pretrained baseline on "
                       f"{', '.join(retrieval['worse_than_pretrained'])} photos.**"]
+    if "evidence_ablation" in metrics:
+        lines += ["", "## What each kind of evidence buys (out of fold)", "",
+                  "The photo score cross-fitted again without one kind of evidence, on the same "
+                  "queries; c&a: correct and accepted at 1% false alerts (threshold: the 99th "
+                  "percentile of photos of uncatalogued objects and ordinary listings).", ""]
+        lines += ablation_lines(metrics["evidence_ablation"])
     lines += ["", "## Operating points (listing level)", "",
               "Thresholds per calibration cell (listing size, and the look of the listing's "
               "decisive photo: catalogue or marketplace) set on simulated listings of "

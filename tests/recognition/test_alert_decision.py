@@ -11,6 +11,7 @@ catalogued after training is found in new listings and, by retro-hunt, in old on
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -47,6 +48,18 @@ def test_bundle_promises_and_reports_the_baseline(deploy_bundle: Path) -> None:
     assert "pretrained" in report and "promised" in report
     by_kind = bundle.info["metrics"]["by_kind"]
     assert {"learned_top1", "baseline_top1", "first_candidate_top1"} <= set(by_kind["listing"])
+    # What each kind of evidence buys, beside the baseline; the "all evidence" row is the
+    # bundle's own out-of-fold score, the same first candidates the retrieval summary counts.
+    metrics = json.loads((deploy_bundle / "report" / "metrics.json").read_text())
+    ablation = metrics["evidence_ablation"]
+    assert set(ablation) == {"pretrained kNN", "all evidence", "without distractor normalisation",
+                             "without photo reuse", "without verification"}
+    for kind in ("studio", "listing"):
+        assert ablation["all evidence"][kind]["top1"] == pytest.approx(
+            metrics["retrieval"][kind]["first_candidate_top1"])
+        for row in ablation.values():
+            assert 0.0 <= row[kind]["correct_accepted"] <= row[kind]["accepted"] <= 1.0
+    assert "without distractor normalisation" in report
 
 
 def test_reused_museum_photo_alerts_and_other_objects_on_the_backdrop_do_not(
