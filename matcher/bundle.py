@@ -7,7 +7,9 @@ resolution and mean/std, the ordered object ids it was trained on, embedding dim
 calibrated score (`score`, see `matcher.scoring`) and the listing-level thresholds per operating
 point with the false-alert rates they promise, metrics, the training manifest hash, the
 pretrained source and when it was made. `distractors.safetensors` holds the distractor bank's
-embeddings (the background `matcher.evidence` normalises similarities against). Preprocessing
+embeddings (the background `matcher.evidence` normalises similarities against);
+`vlad.safetensors` the visual words of the local first stage (`matcher.vlad`), when the
+bundle has one (`local_first_stage` in bundle.json). Preprocessing
 comes from `matcher.preprocess`, the same code training used; each photo is resized from its
 original.
 """
@@ -31,6 +33,7 @@ from matcher.preprocess import Preprocess
 BUNDLE_JSON = "bundle.json"
 WEIGHTS = "model.safetensors"
 BANK_FILE = "distractors.safetensors"
+VLAD_FILE = "vlad.safetensors"
 FORMAT_VERSION = 1
 REQUIRED = ("architecture", "resolution", "mean", "std", "objects", "embedding_dim", "temperature")
 
@@ -126,6 +129,7 @@ class Bundle:
         self.score: dict[str, Any] = dict(info.get("score") or {})
         self.embedding_dim = int(info["embedding_dim"])
         self.bank = self._load_bank()
+        self.codebook = self._load_codebook()
         self.preprocess = Preprocess(
             int(info["resolution"]),
             tuple(info["mean"]),
@@ -178,6 +182,20 @@ class Bundle:
         if bank.ndim != 2 or bank.shape[1] != self.embedding_dim:
             raise BundleError(f"{file}: bank shape {tuple(bank.shape)} does not fit the model")
         return bank
+
+    def _load_codebook(self) -> np.ndarray | None:
+        """The local first stage's visual words (k x 128, `matcher.vlad`); None without one."""
+        spec = self.info.get("local_first_stage")
+        if not spec:
+            return None
+        file = self.path / str(spec.get("file", VLAD_FILE))
+        try:
+            codebook = load_file(str(file))["codebook"].float().numpy()
+        except Exception as exc:  # missing, truncated or foreign
+            raise BundleError(f"{file}: unreadable local first stage codebook: {exc}") from None
+        if codebook.ndim != 2 or codebook.shape[1] != 128:
+            raise BundleError(f"{file}: codebook shape {tuple(codebook.shape)} is not (k x 128)")
+        return codebook
 
     @property
     def has_classifier(self) -> bool:

@@ -8,8 +8,11 @@ scored here exactly as training calibrated it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -28,10 +31,10 @@ from matcher.scoring import (
     check_spec,
     global_probabilities,
     photo_probabilities,
-    verifiable,
     verification_targets,
 )
 from matcher.verify import LocalFeatures, Verification, extract, verify
+from matcher.vlad import encode_all
 
 # Given a reference row of the index: that catalogue photo's local features (cached).
 ReferenceLocal = Callable[[int], LocalFeatures | None]
@@ -64,17 +67,26 @@ class PhotoScores:
 
 def reference_set(bundle: Bundle, embeddings: np.ndarray, objects: np.ndarray,
                   phashes: Sequence[int], background: np.ndarray | None = None,
-                  device: str = "cpu") -> ReferenceSet:
+                  device: str = "cpu",
+                  local: Sequence[LocalFeatures | None] | None = None) -> ReferenceSet:
     """A `ReferenceSet` of catalogue photo embeddings under `bundle` (background computed
-    against the bundle's distractor bank when not given)."""
+    against the bundle's distractor bank when not given; with the photos' `local` features
+    and a bundle with a local first stage, their VLADs too)."""
     import torch
 
     emb = np.asarray(embeddings, np.float32)
     if background is None:
         background = backgrounds(emb, bundle.bank)
     matrix = torch.from_numpy(emb.copy()).to(device) if device != "cpu" else emb
+    vlads = (encode_all(list(local), bundle.codebook)
+             if local is not None and bundle.codebook is not None else None)
     return ReferenceSet(matrix, np.asarray(objects, np.int64), np.asarray(background, np.float32),
-                        as_hash_array(list(phashes)))
+                        as_hash_array(list(phashes)), local=vlads)
+
+
+def _extract_from(query_picture: QueryPicture | None, qi: int) -> LocalFeatures | None:
+    picture = query_picture(qi) if query_picture is not None else None
+    return extract(picture) if picture is not None else None
 
 
 def score_photos(
@@ -90,27 +102,44 @@ def score_photos(
 
     `embeddings` (n x d) from `bundle`, `phashes` [(pHash, mirror pHash)] per photo. The
     geometric verification runs where the bundle's score says (plausible photos' best
-    candidates) and only when both callables are given.
+    candidates, and the local first stage's nominations) and only when both callables are
+    given. With a local first stage (the bundle's codebook and `refs.local`) every photo's
+    local features are extracted, for its VLAD.
     """
     spec = check_spec(bundle.score)
+    local: dict[int, LocalFeatures | None] = {}
+
+    def local_of(qi: int) -> LocalFeatures | None:
+        if qi not in local:
+            local[qi] = _extract_from(query_picture, qi)
+        return local[qi]
+
+    query_local = None
+    if bundle.codebook is not None and refs.local is not None and query_picture is not None:
+        # Every photo's local features, decoded and extracted on threads (Pillow and OpenCV
+        # release the GIL; OpenCV itself runs one thread per call, `matcher.verify`).
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            local.update(enumerate(pool.map(partial(_extract_from, query_picture),
+                                            range(len(embeddings)))))
+        query_local = encode_all([local[qi] for qi in range(len(embeddings))], bundle.codebook)
     cands = candidate_evidence(
         np.asarray(embeddings, np.float32), refs,
         as_hash_array([h for h, _ in phashes]), as_hash_array([m for _, m in phashes]),
         temperature=float(spec["temperature"]), candidates=int(spec.get("candidates", 5)),
+        query_local=query_local,
     )
     verifications: dict[tuple[int, int], Verification] = {}
     if "verified" in spec and query_picture is not None and reference_local is not None:
         p_global = np.where(cands.objects >= 0, global_probabilities(spec, cands.features), 0.0)
-        local: dict[int, LocalFeatures | None] = {}
-        eligible = verifiable(cands.objects, cands.features)
-        for qi, ci in verification_targets(spec, cands.objects, p_global, eligible):
-            if qi not in local:
-                picture = query_picture(qi)
-                local[qi] = extract(picture) if picture is not None else None
-            ref = reference_local(int(cands.ref_rows[qi, ci]))
-            if local[qi] is None or ref is None:
+        for qi, ci in verification_targets(spec, cands.objects, p_global, cands.features):
+            if local_of(qi) is None:
                 continue
-            result = verify(local[qi], ref)
+            tried = [(row, verify(local[qi], ref)) for row in cands.verification_rows(qi, ci)
+                     if (ref := reference_local(row)) is not None]
+            if not tried:
+                continue
+            row, result = max(tried, key=lambda t: (t[1].h_inliers, t[1].f_inliers))
+            cands.ref_rows[qi, ci] = row  # the photo the reviewer's keypoint picture shows
             verifications[(qi, ci)] = result
             set_verification(cands, qi, ci, result.features())
     probs = photo_probabilities(spec, cands.features, cands.objects)

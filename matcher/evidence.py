@@ -18,8 +18,15 @@ of its candidate objects, `candidate_evidence` gives one feature row (`FEATURES`
 * `reuse`: how close the photo's perceptual hash (or its mirror image's) comes to any of the
   object's catalogue photos, `max(0, 1 - distance / PHASH_NEAR)`; a hash hit is one piece of
   evidence among the others, never a verdict (museum photos on one backdrop collide);
-* four geometric-verification features for the best `VERIFIED` candidates (`matcher.verify`),
-  zero with `verified = 0` for the others.
+* `local_sim` (recorded, not a score input): cosine of the photo's VLAD (`matcher.vlad`: its
+  RootSIFT descriptors aggregated) to the object's most similar catalogue photo's VLAD, when
+  the bundle has a local first stage (0 otherwise). The `LOCAL_CANDIDATES` objects of highest
+  `local_sim` over the whole catalogue are candidates too (added when the global embedding
+  did not bring them) and are always verified, so their evidence is their inliers: a flat
+  object shown small in clutter is found by its surface's local features when the global
+  embedding mostly sees the clutter;
+* four geometric-verification features for the best `VERIFIED` candidates (`matcher.verify`)
+  and the local first stage's, zero with `verified = 0` for the others.
 
 `matcher.scoring` turns the rows into calibrated probabilities.
 """
@@ -36,14 +43,21 @@ from matcher.verify import FEATURE_NAMES as VERIFY_FEATURES
 CANDIDATES = 5  # objects per photo that get a calibrated score
 VERIFIED = 3  # of these, the best this many are verified with local features
 PHASH_CANDIDATES = 2  # objects added as candidates by a perceptual-hash hit alone
+LOCAL_CANDIDATES = 2  # objects nominated by the local first stage (VLAD), always verified
 PHASH_NEAR = 12  # bits: beyond this a hash says nothing
 NEAR_ROWS = 1024  # hash-near rows looked at per photo, nearest first
 BACKGROUND_K = 10
 SEARCH_DEPTH = 256  # nearest reference photos kept per query (enough for CANDIDATES objects)
+LOCAL_DEPTH = 64  # nearest reference VLADs kept per query (enough for LOCAL_CANDIDATES objects)
 CHUNK = 65_536  # reference photos per matrix product (bounds memory for 1M-photo catalogues)
 
 GLOBAL_FEATURES = ("sim", "sim_norm", "margin", "log_prob", "reuse")
-FEATURES = GLOBAL_FEATURES + ("verified",) + VERIFY_FEATURES
+# Recorded, not a score input: which objects the local stage nominated (`local_nominated`).
+# Its evidence reaches the score through the nominees' verification; as an input of its own
+# it penalised a mirrored re-used photo (SIFT is not mirror-invariant, a pHash is).
+LOCAL_FEATURES = ("local_sim",)
+FEATURES = GLOBAL_FEATURES + LOCAL_FEATURES + ("verified",) + VERIFY_FEATURES
+VERIFIED_MODEL_FEATURES = GLOBAL_FEATURES + ("verified",) + VERIFY_FEATURES
 
 
 def _device_of(matrix: torch.Tensor | np.ndarray) -> torch.device:
@@ -144,12 +158,23 @@ class Candidates:
     """Per query photo, its candidate objects and their feature rows.
 
     `objects` (n x c) object ids (-1 pads), `ref_rows` (n x c) the best reference photo's row
-    in the index, `features` (n x c x len(FEATURES)). Candidates are sorted by `sim`.
+    in the index, `features` (n x c x len(FEATURES)), `local_rows` (n x c) the reference
+    photo of highest VLAD similarity (with a local first stage; verification tries it too:
+    a coin's other face may be its most similar photo globally).
     """
 
     objects: np.ndarray
     ref_rows: np.ndarray
     features: np.ndarray
+    local_rows: np.ndarray | None = None
+
+    def verification_rows(self, qi: int, ci: int) -> list[int]:
+        """The candidate's reference photos verification tries: the global and the local
+        nearest (one when they agree)."""
+        rows = [int(self.ref_rows[qi, ci])]
+        if self.local_rows is not None and self.local_rows[qi, ci] >= 0:
+            rows.append(int(self.local_rows[qi, ci]))
+        return list(dict.fromkeys(r for r in rows if r >= 0))
 
     def column(self, name: str) -> np.ndarray:
         return self.features[..., FEATURES.index(name)]
@@ -173,7 +198,9 @@ class ReferenceSet:
     """The photos a query is compared with: the catalogue index, or a fold's references.
 
     `embeddings` (m x d, L2-normalised; a torch tensor may live on the GPU), `objects` (m,)
-    object ids, `background` (m,) distractor background, `phash` (m,) uint64.
+    object ids, `background` (m,) distractor background, `phash` (m,) uint64, `local`
+    (m x v) VLADs of the photos' local features (`matcher.vlad`) when the bundle has a local
+    first stage.
     """
 
     embeddings: torch.Tensor | np.ndarray
@@ -181,6 +208,7 @@ class ReferenceSet:
     background: np.ndarray
     phash: np.ndarray
     chunk: int = CHUNK
+    local: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.objects = np.asarray(self.objects, np.int64)
@@ -212,19 +240,25 @@ def candidate_evidence(
     *,
     temperature: float,
     candidates: int = CANDIDATES,
+    query_local: np.ndarray | None = None,
 ) -> Candidates:
     """Global evidence (everything but verification) for each query's candidate objects.
 
-    `queries` (n x d) embeddings with their pHashes (n,) and mirror-image pHashes (n,).
+    `queries` (n x d) embeddings with their pHashes (n,) and mirror-image pHashes (n,);
+    `query_local` (n x v) their VLADs, used with `refs.local` (the local first stage).
     """
     n = len(queries)
-    width = candidates + PHASH_CANDIDATES
+    width = candidates + PHASH_CANDIDATES + LOCAL_CANDIDATES
     objects = np.full((n, width), -1, np.int64)
     rows = np.full((n, width), -1, np.int64)
+    local_rows = np.full((n, width), -1, np.int64)
     feats = np.zeros((n, width, len(FEATURES)), np.float64)
     if n == 0 or len(refs) == 0:
-        return Candidates(objects, rows, feats)
+        return Candidates(objects, rows, feats, local_rows)
     sims, idx = nearest(queries, refs.embeddings, SEARCH_DEPTH, refs.chunk)
+    local = query_local is not None and refs.local is not None
+    if local:
+        local_sims, local_idx = nearest(query_local, refs.local, LOCAL_DEPTH, refs.chunk)
     for qi in range(n):
         best: dict[int, tuple[float, int]] = {}
         for s, r in zip(sims[qi], idx[qi], strict=True):
@@ -238,11 +272,18 @@ def candidate_evidence(
         if len(near) > NEAR_ROWS:  # a degenerate hash (a blank picture) is near everything
             near = near[np.argpartition(dist[near], NEAR_ROWS - 1)[:NEAR_ROWS]]
         for r in near[np.argsort(dist[near], kind="stable")]:
-            if len(chosen) >= width:
+            if len(chosen) >= candidates + PHASH_CANDIDATES:
                 break
             obj = int(refs.objects[r])
             if obj not in chosen:
                 chosen.append(obj)
+        local_best: dict[int, tuple[float, int]] = {}
+        if local and query_local[qi].any():  # a photo without local features nominates none
+            for s, r in zip(local_sims[qi], local_idx[qi], strict=True):
+                local_best.setdefault(int(refs.objects[r]), (float(s), int(r)))
+            for obj in list(local_best)[:LOCAL_CANDIDATES]:  # nominated: always candidates
+                if obj not in chosen:
+                    chosen.append(obj)
         top, second = values[0], (values[1] if len(values) > 1 else 0.0)
         for ci, obj in enumerate(chosen):
             own = refs.rows_of(obj)
@@ -254,14 +295,37 @@ def candidate_evidence(
             margin = sim - (second if obj == ranked[0][0] else top)
             objects[qi, ci] = obj
             rows[qi, ci] = row
-            feats[qi, ci, : len(GLOBAL_FEATURES)] = (
+            local_sim = 0.0
+            if local:
+                if obj not in local_best:  # beyond the local search depth: its own best photo
+                    own_local = refs.local[own] @ query_local[qi]
+                    local_best[obj] = (float(own_local.max()), int(own[np.argmax(own_local)]))
+                local_sim, local_rows[qi, ci] = local_best[obj]
+            feats[qi, ci, : len(GLOBAL_FEATURES) + len(LOCAL_FEATURES)] = (
                 sim,
                 sim - float(refs.background[row]),
                 margin,
                 max(sim / temperature - log_norm, -50.0),
                 max(0.0, 1.0 - int(dist[own].min()) / PHASH_NEAR),
+                local_sim,
             )
-    return Candidates(objects, rows, feats)
+    return Candidates(objects, rows, feats, local_rows if local else None)
+
+
+def local_nominated(objects: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """(n x c) the candidates the local first stage nominated: each photo's
+    `LOCAL_CANDIDATES` candidates of highest `local_sim` (all zero without a local stage).
+
+    The nominated objects are always among the candidates, and `local_sim` of a candidate is
+    its best VLAD similarity, so this recovers the local stage's top objects from the rows.
+    """
+    sims = np.where(objects >= 0, features[..., FEATURES.index("local_sim")], 0.0)
+    out = np.zeros(objects.shape, bool)
+    if objects.shape[1] == 0:
+        return out
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :LOCAL_CANDIDATES]
+    np.put_along_axis(out, top, True, axis=1)
+    return out & (sims > 0)
 
 
 def set_verification(cands: Candidates, qi: int, ci: int, values: np.ndarray) -> None:

@@ -165,6 +165,7 @@ class Recogniser:
                 "similarity": round(scores.feature(qi, ci, "sim"), 5),
                 "normalised": round(scores.feature(qi, ci, "sim_norm"), 5),
                 "margin": round(scores.feature(qi, ci, "margin"), 5),
+                "local_similarity": round(scores.feature(qi, ci, "local_sim"), 5),
                 "phash_distance": (round((1.0 - reuse) * PHASH_NEAR) if reuse > 0 else None),
                 "inliers": ver.h_inliers if ver else None,
                 "inliers_3d": ver.f_inliers if ver else None,
@@ -287,10 +288,13 @@ class Recogniser:
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         best_obj, best = ranked[0] if ranked else (None, 0.0)
         decisive = max(range(len(photos)), key=lambda i: per_photo[i].get(best_obj, 0.0))
-        looks = photo_looks(self.spec, embeddings[decisive : decisive + 1])
-        # A photo without a stored embedding has no look: the stricter catalogue cell decides.
-        look = look_of(None if looks is None else
-                       1.0 if photos[decisive]["vector"] is None else float(looks[0]))
+        if not self.spec.get("look"):  # a score without look cells
+            p_look = None
+        elif photos[decisive]["vector"] is None:  # no stored embedding, no look: the stricter
+            p_look = 1.0  # catalogue cell decides
+        else:
+            p_look = float(photo_looks(self.spec, embeddings[decisive : decisive + 1])[0])
+        look = look_of(p_look)
         cell = cell_of(self.point, distinct, look)
         threshold = threshold_for(self.point, distinct, look)
         alerted = best >= threshold

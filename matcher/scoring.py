@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from matcher.evidence import FEATURES, VERIFIED
+from matcher.evidence import FEATURES, VERIFIED, local_nominated
 
 SIZE_BUCKETS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, 10_000))
 P_FLOOR = 1e-6  # an object that is no candidate of a photo: practically no evidence from it
@@ -149,34 +149,42 @@ def global_probabilities(spec: Mapping[str, Any], features: np.ndarray) -> np.nd
 
 
 def verifiable(objects: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """(n x c) candidates that may be verified: the VERIFIED most similar, and hash hits.
+    """(n x c) candidates that may be verified: the VERIFIED most similar, hash hits and the
+    local first stage's nominations.
 
     Calibration computes local-feature evidence for exactly these, so the matcher never
     verifies a candidate of a kind the score was not fitted on.
     """
     columns = np.arange(objects.shape[1])[None, :] < VERIFIED
     hashed = features[..., FEATURES.index("reuse")] > 0
-    return (objects >= 0) & (columns | hashed)
+    return (objects >= 0) & (columns | hashed | local_nominated(objects, features))
 
 
 def verification_targets(
     spec: Mapping[str, Any], objects: np.ndarray, p_global: np.ndarray,
-    eligible: np.ndarray | None = None,
+    features: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
     """(photo, candidate) pairs to verify: the best VERIFIED eligible candidates (by global
-    probability) of photos whose best global probability reaches the floor. (Whether a
+    probability) of photos whose best global probability reaches the floor, and, whatever
+    the global probability, the candidates the local first stage nominated (the object a
+    global embedding misses is the one they exist for). `features` (n x c x len(FEATURES))
+    decide eligibility (`verifiable`); without them every candidate is eligible. (Whether a
     verified model exists to use them is the caller's business: training asks before it has
     one.)"""
     floor = float(spec.get("verify_floor", VERIFY_FLOOR))
-    if eligible is None:
-        eligible = objects >= 0
+    if features is None:
+        eligible, nominated = objects >= 0, np.zeros(objects.shape, bool)
+    else:
+        eligible, nominated = verifiable(objects, features), local_nominated(objects, features)
     out = []
     for qi in range(len(objects)):
         valid = np.flatnonzero(eligible[qi])
-        if len(valid) == 0 or p_global[qi, valid].max() < floor:
-            continue
-        order = valid[np.argsort(-p_global[qi, valid], kind="stable")]
-        out += [(qi, int(ci)) for ci in order[:VERIFIED]]
+        chosen: list[int] = []
+        if len(valid) and p_global[qi, valid].max() >= floor:
+            order = valid[np.argsort(-p_global[qi, valid], kind="stable")]
+            chosen = [int(ci) for ci in order[:VERIFIED]]
+        chosen += [int(ci) for ci in np.flatnonzero(nominated[qi]) if int(ci) not in chosen]
+        out += [(qi, ci) for ci in chosen]
     return out
 
 

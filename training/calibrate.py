@@ -35,7 +35,7 @@ import numpy as np
 from scipy.stats import beta
 from sklearn.model_selection import GroupKFold
 
-from matcher.evidence import FEATURES, GLOBAL_FEATURES
+from matcher.evidence import FEATURES, GLOBAL_FEATURES, VERIFIED_MODEL_FEATURES
 from matcher.scoring import (
     LOOKS,
     VERIFY_FLOOR,
@@ -45,7 +45,6 @@ from matcher.scoring import (
     fit_logistic,
     listing_features,
     look_of,
-    verifiable,
     verification_targets,
 )
 from training.crossfit import QuerySet
@@ -86,7 +85,7 @@ def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERI
     """
     valid = qs.candidates.objects >= 0
     verified_col = qs.candidates.features[..., FEATURES.index("verified")] > 0
-    names_v = [*features, *FEATURES[len(GLOBAL_FEATURES):]]
+    names_v = [*features, *VERIFIED_MODEL_FEATURES[len(GLOBAL_FEATURES):]]
     groups = _groups(qs)
     n_groups = len(np.unique(groups))
     k = max(2, min(folds, n_groups))
@@ -116,8 +115,8 @@ def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray,
         p_global = np.where(qs.candidates.objects >= 0, apply_logistic(
             spec["global"], qs.candidates.features[..., cols]), 0.0)
         gate = np.zeros(rows.shape, bool)
-        eligible = verifiable(qs.candidates.objects, qs.candidates.features)
-        for qi, ci in verification_targets(spec, qs.candidates.objects, p_global, eligible):
+        for qi, ci in verification_targets(spec, qs.candidates.objects, p_global,
+                                           qs.candidates.features):
             gate[qi, ci] = True
         use = rows & verified_rows & gate
         xv, yv = _rows(qs, names_v, use)
@@ -136,8 +135,7 @@ def _score(spec: dict, qs: QuerySet, index: np.ndarray) -> tuple[np.ndarray, np.
     verified = np.zeros(objects.shape, bool)
     if "verified" in spec:
         have = feats[..., FEATURES.index("verified")] > 0
-        eligible = verifiable(objects, feats)
-        for qi, ci in verification_targets(spec, objects, p, eligible):
+        for qi, ci in verification_targets(spec, objects, p, feats):
             verified[qi, ci] = have[qi, ci]
         cols = [FEATURES.index(n) for n in spec["verified"]["features"]]
         pv = apply_logistic(spec["verified"], feats[..., cols])

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from matcher.vlad import WORDS
 from training.paper import PAPER_LR
 
 console = Console(stderr=True)
@@ -106,6 +107,8 @@ def train(
         240, min=20, help="[deploy] ordinary-listing photos: stored listings when the database "
         "has enough, else generated"),
     local_features: bool = typer.Option(True, help="[deploy] geometric verification evidence"),
+    vlad_words: int = typer.Option(
+        WORDS, min=0, help="[deploy] local first stage codebook words (0: none)"),
     workers: int = typer.Option(2, min=1, help="[deploy] processes rendering views"),
     epochs: int = typer.Option(30, min=1, help="[paper]"),
     batch_size: int = typer.Option(32, min=2, help="[paper]"),
@@ -166,7 +169,7 @@ def train(
                 out=out, name=name, architecture=arch, resolution=resolution,
                 pretrained=pretrained, views=views, query_views=min(2, views),
                 image_budget=image_budget, folds=folds,
-                distractors=distractors, local_features=local_features,
+                distractors=distractors, local_features=local_features, vlad_words=vlad_words,
                 precisions=tuple(target_precision), budgets=tuple(alert_budget), seed=seed,
                 device=device, workers=workers, plots=plots, distractor_images=bank,
             )

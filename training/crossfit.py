@@ -47,6 +47,7 @@ from matcher.evidence import (
 )
 from matcher.scoring import fit_look, photo_looks, verifiable
 from matcher.verify import LocalFeatures, verify
+from matcher.vlad import encode_all, fit_codebook
 from training.catalogue import Photo
 from training.views import LISTING, REUSE, STUDIO, TWIN, QueryImage, ViewSet
 from training.whitening import default_dim, default_shrink, fit_whitening
@@ -192,10 +193,15 @@ def world_evidence(
     shrink: float | None,
     dim_cap: int,
     local: bool,
+    vlad_words: int = 0,
     workers: int = 2,
     log: Callable[[str], None] = print,
 ) -> QuerySet:
-    """Evidence rows of every out-of-fold query of every world (see the module docstring)."""
+    """Evidence rows of every out-of-fold query of every world (see the module docstring).
+
+    `vlad_words` > 0 (with `local`): the local first stage (`matcher.vlad`) with a codebook of
+    that many words, fitted per world on its reference photos only.
+    """
     objects = sorted({p.object_id for p in photos})
     obj_index = {o: i for i, o in enumerate(objects)}
     photo_obj = np.array([obj_index[p.object_id] for p in photos], np.int64)
@@ -232,21 +238,32 @@ def world_evidence(
         baseline, baseline_sim = rank_objects(_l2(q_raw), _l2(views.originals[ref]),
                                               refs.objects)
         qimages = [info["image"] for info in q_info]
+        q_local = None
+        if local and vlad_words:  # the local first stage, its codebook from this world's refs
+            ref_local = [views.reference_local[i] for i in ref]
+            codebook = fit_codebook(ref_local, vlad_words, seed=world)
+            refs.local = encode_all(ref_local, codebook)
+            q_local = encode_all([im.local for im in qimages], codebook)
         cands = candidate_evidence(
             q_feats, refs,
             as_hash_array([im.phash for im in qimages]),
             as_hash_array([im.phash_mirror for im in qimages]),
-            temperature=TEMPERATURE,
+            temperature=TEMPERATURE, query_local=q_local,
         )
-        if local:
+        if local:  # as the matcher does: each row verification tries, the best one counts
             tasks, where = [], []
             for qi, ci in zip(*np.nonzero(verifiable(cands.objects, cands.features)),
                               strict=True):
-                tasks.append((int(qi), int(ref[cands.ref_rows[qi, ci]])))
-                where.append((int(qi), int(ci)))
+                for row in cands.verification_rows(int(qi), int(ci)):
+                    tasks.append((int(qi), int(ref[row])))
+                    where.append((int(qi), int(ci)))
             results = verify_tasks(tasks, [im.local for im in qimages],
                                    views.reference_local, workers)
-            for (qi, ci), values in zip(where, results, strict=True):
+            best: dict[tuple[int, int], np.ndarray] = {}
+            for key, values in zip(where, results, strict=True):
+                if key not in best or tuple(values[:2]) > tuple(best[key][:2]):
+                    best[key] = values
+            for (qi, ci), values in best.items():
                 set_verification(cands, qi, ci, values)
         positives = sum(1 for i in q_info if i["positive"])
         log(f"world {world + 1}/{plan.k}: {len(ref)} reference photos of {n_obj} objects, "

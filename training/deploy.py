@@ -32,11 +32,12 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import save_file
 
-from matcher.bundle import BANK_FILE, ensure_new, save_bundle
-from matcher.evidence import BACKGROUND_K, CANDIDATES, PHASH_NEAR, VERIFIED
+from matcher.bundle import BANK_FILE, VLAD_FILE, ensure_new, save_bundle
+from matcher.evidence import BACKGROUND_K, CANDIDATES, LOCAL_CANDIDATES, PHASH_NEAR, VERIFIED
 from matcher.model import backbone_config, build_model
 from matcher.preprocess import Preprocess
 from matcher.scoring import DUPLICATE_PHASH, DUPLICATE_SIMILARITY, VERIFY_FLOOR, fit_look
+from matcher.vlad import WORDS, fit_codebook
 from training.ablation import evidence_ablation
 from training.calibrate import (
     fit_listing_model,
@@ -71,6 +72,7 @@ class DeployRequest:
     dim_cap: int = 256  # largest embedding (`training.whitening.default_dim`: 128 to 256)
     distractors: int = 240  # generated ordinary-listing photos (half bank, half negatives)
     local_features: bool = True
+    vlad_words: int = WORDS  # the local first stage's codebook (`matcher.vlad`); 0: none
     precisions: Sequence[float] = (0.90, 0.95, 0.99)
     budgets: Sequence[float] = (5.0,)
     seed: int = 0
@@ -249,7 +251,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     plan = plan_worlds(photos, req.folds, req.seed)
     qs = world_evidence(photos, views, distractors, plan, query_views=query_views,
                         shrink=req.shrink, dim_cap=req.dim_cap, local=req.local_features,
-                        workers=req.workers, log=log)
+                        vlad_words=req.vlad_words, workers=req.workers, log=log)
     timings["cross_fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -285,6 +287,9 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     look = (fit_look(final.apply(views.originals), np.concatenate(
         [final.apply(views.views[:, j]) for j in range(n_views)] + [bank]))
         if qs.look is not None else None)
+
+    codebook = (fit_codebook(views.reference_local, req.vlad_words, seed=req.seed)
+                if req.local_features and req.vlad_words else None)
 
     ppo = {obj_index[o]: n for o, n in _counts(photos).items()}
     summary = retrieval_summary(qs, scores.probabilities, ppo)
@@ -366,6 +371,9 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         "pretrained_source": pretrained_used,
         "train_config": {k: v for k, v in asdict(req).items()
                          if k not in ("out", "distractor_images")},
+        **({"local_first_stage": {"file": VLAD_FILE, "words": int(len(codebook)),
+                                  "candidates": LOCAL_CANDIDATES, "method": "VLAD of RootSIFT"}}
+           if codebook is not None else {}),
         "distractor_bank": {"file": BANK_FILE, "photos": int(len(distractors.bank)),
                             "source": "given" if req.distractor_images is not None
                             else "generated"},
@@ -374,6 +382,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     out.mkdir(parents=True, exist_ok=True)
     save_bundle(out, whitened.cpu().eval(), info)
     save_file({"bank": torch.from_numpy(bank).contiguous()}, str(out / BANK_FILE))
+    if codebook is not None:
+        save_file({"codebook": torch.from_numpy(codebook).contiguous()}, str(out / VLAD_FILE))
     from training.report import write_deploy_report
 
     write_deploy_report(out / "report", info, metrics, plots=req.plots)

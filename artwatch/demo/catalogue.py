@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import multiprocessing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -168,19 +168,22 @@ def generate_catalogue(
     supersample: int = 2,
     progress: Callable[[int, int], None] | None = None,
     photos: Callable[[int], int | None] | None = None,
+    indices: Sequence[int] | None = None,
 ) -> list[CatalogueRow]:
     """Generate objects 0..n_objects-1 of `seed` into `out_dir` (photos + manifest.csv).
 
     `progress(done, total)` is called as objects finish (for a progress bar). `photos(i)`:
     how many photos object i gets (None, or no function: as its collection plans; the
     paper's Table 2 distribution), e.g. a benchmark's "60 objects with 4, 3,500 with 1".
+    `indices`: only these objects (e.g. those whose `object_spec` is a coin); `n_objects`
+    is then ignored.
     """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     tasks = [
         (seed, CATALOGUE_STREAM, i, str(out), size, quality, supersample,
          photos(i) if photos else None)
-        for i in range(n_objects)
+        for i in (range(n_objects) if indices is None else indices)
     ]
     rows = [r for group in _run(tasks, workers, progress) for r in group]
     write_manifest(out / "manifest.csv", rows)

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from recognition_support import OBJECTS, SEED
 
 from artwatch.demo import generate_catalogue
 
 torch.set_num_threads(2)
-OBJECTS = 12
 
 
 @pytest.fixture(scope="session")
 def catalogue_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """{"full": all objects, "trained": all but the last, "added": only the last object}."""
     full = tmp_path_factory.mktemp("recognition-catalogue")
-    rows = generate_catalogue(full, OBJECTS, seed=3, size=192, workers=1, supersample=1)
+    rows = generate_catalogue(full, OBJECTS, seed=SEED, size=192, workers=1, supersample=1)
     added_id = rows[-1].object_id
     out = {"full": full}
     for name, keep in (("trained", lambda r: r["object_id"] != added_id),

@@ -18,6 +18,7 @@ from artwatch.images.records import record_image
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 3  # the catalogue's generator seed (conftest)
+OBJECTS = 12  # generated objects; the last is catalogued after training (conftest)
 
 
 def jpeg(image: Image.Image, quality: int = 85) -> bytes:
