@@ -3,7 +3,8 @@
 Against the real PostgreSQL: the catalogue imported and indexed, listings stored as the
 crawler stores them, the matcher's own code deciding. What a reviewer lives with: a re-used
 museum photo alerts (cropped, mirrored, re-compressed), other objects on the same plain
-backdrop do not, weak photos that agree add up while a repeated photo does not, false alerts
+backdrop do not, printed photos of coins on a cluttered table are found by their local
+features, weak photos that agree add up while a repeated photo does not, false alerts
 stay within what the bundle promised, a wrong operating point stops the worker, and an object
 catalogued after training is found in new listings and, by retro-hunt, in old ones.
 """
