@@ -33,7 +33,7 @@ from matcher.scoring import (
     photo_probabilities,
     verification_targets,
 )
-from matcher.verify import LocalFeatures, Verification, extract, verify
+from matcher.verify import LocalFeatures, Verification, best_verification, extract
 from matcher.vlad import encode_all
 
 # Given a reference row of the index: that catalogue photo's local features (cached).
@@ -134,12 +134,12 @@ def score_photos(
         for qi, ci in verification_targets(spec, cands.objects, p_global, cands.features):
             if local_of(qi) is None:
                 continue
-            tried = [(row, verify(local[qi], ref)) for row in cands.verification_rows(qi, ci)
-                     if (ref := reference_local(row)) is not None]
-            if not tried:
+            usable = [(row, ref) for row in cands.verification_rows(qi, ci)
+                      if (ref := reference_local(row)) is not None]
+            if not usable:
                 continue
-            row, result = max(tried, key=lambda t: (t[1].h_inliers, t[1].f_inliers))
-            cands.ref_rows[qi, ci] = row  # the photo the reviewer's keypoint picture shows
+            best, result = best_verification(local[qi], [ref for _, ref in usable])
+            cands.ref_rows[qi, ci] = usable[best][0]  # the photo the keypoint picture shows
             verifications[(qi, ci)] = result
             set_verification(cands, qi, ci, result.features())
     probs = photo_probabilities(spec, cands.features, cands.objects)

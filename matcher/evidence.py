@@ -278,7 +278,8 @@ def candidate_evidence(
             if obj not in chosen:
                 chosen.append(obj)
         local_best: dict[int, tuple[float, int]] = {}
-        if local and query_local[qi].any():  # a photo without local features nominates none
+        has_local = local and bool(query_local[qi].any())  # a photo without local features
+        if has_local:  # nominates nothing and has no local similarity to anything
             for s, r in zip(local_sims[qi], local_idx[qi], strict=True):
                 local_best.setdefault(int(refs.objects[r]), (float(s), int(r)))
             for obj in list(local_best)[:LOCAL_CANDIDATES]:  # nominated: always candidates
@@ -296,7 +297,7 @@ def candidate_evidence(
             objects[qi, ci] = obj
             rows[qi, ci] = row
             local_sim = 0.0
-            if local:
+            if has_local:
                 if obj not in local_best:  # beyond the local search depth: its own best photo
                     own_local = refs.local[own] @ query_local[qi]
                     local_best[obj] = (float(own_local.max()), int(own[np.argmax(own_local)]))

@@ -174,11 +174,14 @@ def verify(query: LocalFeatures, reference: LocalFeatures) -> Verification:
     )
 
 
-def best_verification(query: LocalFeatures, references: list[LocalFeatures]) -> Verification:
-    """The reference photo with the most homography (then fundamental) inliers."""
-    best = NOTHING
-    for reference in references:
+def best_verification(query: LocalFeatures, references: list[LocalFeatures]
+                      ) -> tuple[int, Verification]:
+    """(index, verification) of the reference photo with the most homography (then
+    fundamental) inliers, the first on ties; (-1, NOTHING) without references."""
+    best_index, best = -1, NOTHING
+    for i, reference in enumerate(references):
         result = verify(query, reference)
-        if (result.h_inliers, result.f_inliers) > (best.h_inliers, best.f_inliers):
-            best = result
-    return best
+        if best_index < 0 or (result.h_inliers, result.f_inliers) > (best.h_inliers,
+                                                                      best.f_inliers):
+            best_index, best = i, result
+    return best_index, best

@@ -250,7 +250,8 @@ def world_evidence(
             as_hash_array([im.phash_mirror for im in qimages]),
             temperature=TEMPERATURE, query_local=q_local,
         )
-        if local:  # as the matcher does: each row verification tries, the best one counts
+        if local:  # as the matcher does (`matcher.verify.best_verification`): each row
+            # verification tries, the most homography then fundamental inliers count
             tasks, where = [], []
             for qi, ci in zip(*np.nonzero(verifiable(cands.objects, cands.features)),
                               strict=True):
