@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,15 +22,17 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+import torch
 from PIL import Image
 from recognition_support import OBJECTS, REPO, SEED, decide, jpeg, listing, matches, view
+from safetensors.torch import save_file
 
 from artwatch.catalogue.importer import import_catalogue
 from artwatch.demo import distractor_listing_photos, distractor_spec, object_spec
 from artwatch.demo.distractors import render_with_mask
 from artwatch.demo.marketplace import hash_twin, make_background
 from artwatch.images.decode import hamming, perceptual_hash
-from matcher.bundle import Bundle
+from matcher.bundle import VLAD_FILE, Bundle, BundleError
 from matcher.indexing import index_catalogue
 from matcher.retrohunt import run_hunt, start_hunt
 from matcher.scoring import LOOKS, bucket_of, operating_point
@@ -61,6 +64,19 @@ def test_bundle_promises_and_reports_the_baseline(deploy_bundle: Path) -> None:
         for row in ablation.values():
             assert 0.0 <= row[kind]["correct_accepted"] <= row[kind]["accepted"] <= 1.0
     assert "without distractor normalisation" in report
+
+
+def test_a_broken_local_stage_codebook_is_a_clear_bundle_error(deploy_bundle: Path,
+                                                               tmp_path: Path) -> None:
+    broken = tmp_path / "bundle"
+    shutil.copytree(deploy_bundle, broken)
+    assert Bundle.load(broken).codebook.shape == (64, 128)
+    (broken / VLAD_FILE).write_bytes(b"not a safetensors file")
+    with pytest.raises(BundleError, match="unreadable local first stage codebook"):
+        Bundle.load(broken)
+    save_file({"codebook": torch.zeros(64, 5)}, str(broken / VLAD_FILE))
+    with pytest.raises(BundleError, match=r"codebook shape \(64, 5\) is not \(k x 128\)"):
+        Bundle.load(broken)
 
 
 def test_reused_museum_photo_alerts_and_other_objects_on_the_backdrop_do_not(
