@@ -536,7 +536,8 @@ def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
             train_s = time.perf_counter() - t0
             bundle_id = register_bundle(conn, outcome.path)
             bundle = Bundle.load(outcome.path, device=device)
-            index_catalogue(conn, bundle, bundle_id, store)
+            index_catalogue(conn, bundle, bundle_id, store,
+                            local_cache=settings.local_features_dir)
             activate_bundle(conn, bundle.name)
             base = baseline_ranking(ps, device)
             product = product_run(ps, conn, store, bundle_id, settings, args)

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from matcher.evidence import LOCAL_CANDIDATES
 from matcher.model import ArtefactClassifier
 from matcher.preprocess import Preprocess
 
@@ -36,6 +37,19 @@ BANK_FILE = "distractors.safetensors"
 VLAD_FILE = "vlad.safetensors"
 FORMAT_VERSION = 1
 REQUIRED = ("architecture", "resolution", "mean", "std", "objects", "embedding_dim", "temperature")
+
+
+def local_stage_info(codebook: np.ndarray) -> dict[str, Any]:
+    """bundle.json's `local_first_stage` entry for a codebook written by `save_codebook`."""
+    return {"file": VLAD_FILE, "words": int(len(codebook)), "candidates": LOCAL_CANDIDATES,
+            "method": "VLAD of RootSIFT"}
+
+
+def save_codebook(path: Path, codebook: np.ndarray) -> None:
+    """Write the local first stage's visual words (k x 128 float32, `matcher.vlad`) into
+    the bundle directory `path` (bundle.json names it: `local_stage_info`)."""
+    words = torch.from_numpy(np.ascontiguousarray(codebook, dtype=np.float32))
+    save_file({"codebook": words}, str(Path(path) / VLAD_FILE))
 
 
 class BundleError(ValueError):

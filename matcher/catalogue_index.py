@@ -10,8 +10,10 @@ on a GPU or a CPU with bf16 instructions faster, at ~1e-3 error in a cosine. Obj
 after training are covered as soon as their photos are indexed.
 
 Local features of catalogue photos (for geometric verification, and aggregated as VLADs for
-the local first stage when the bundle has one, `matcher.vlad`) are extracted on first use and
-cached as files beside the image store (`<data dir>/local-features/<sha256>.npz`).
+the local first stage when the bundle has one, `matcher.vlad`) are cached as files beside the
+image store (`<data dir>/local-features/<sha256>-...npz`): extracted by `artwatch index` when
+the bundle has a local first stage (a worker loading the index then needs all of them), else
+on first use.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import psycopg
 import torch
+from PIL import Image
 
 from artwatch.files import write_atomic
 from artwatch.images import ImageStore
@@ -34,6 +38,38 @@ from matcher.vlad import encode_all
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def local_cache_path(cache_dir: Path, sha: str) -> Path:
+    """Where a catalogue photo's local features are cached (keyed by the extractor's limits,
+    so a changed MAX_SIDE or MAX_KEYPOINTS never reads stale features)."""
+    return cache_dir / f"{sha}-{MAX_SIDE}-{MAX_KEYPOINTS}.npz"
+
+
+def cached_local_features(cache_dir: Path | None, sha: str,
+                          open_image: Callable[[], Image.Image] | None) -> LocalFeatures | None:
+    """A catalogue photo's local features: read from the cache, else extracted from
+    `open_image()` and written to it. None when neither works (no cache and no image, or an
+    unreadable photo: logged; the photo is still found by its embedding)."""
+    path = local_cache_path(cache_dir, sha) if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path) as data:
+                return LocalFeatures.from_arrays(dict(data))
+        except (OSError, ValueError, KeyError):
+            pass  # damaged cache file: extract again
+    if open_image is None:
+        return None
+    try:
+        features = extract(open_image())
+    except (OSError, ValueError) as exc:
+        log.warning("catalogue photo %s unreadable for verification: %s", sha, exc)
+        return None
+    if path is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **features.to_arrays())
+        write_atomic(path, buffer.getvalue(), durable=False)
+    return features
 
 
 class NotIndexed(RuntimeError):
@@ -126,25 +162,9 @@ class CatalogueIndex:
         if row in self._local:
             return self._local[row]
         sha = self.shas[row]
-        path = (self.cache_dir / f"{sha}-{MAX_SIDE}-{MAX_KEYPOINTS}.npz"
-                if self.cache_dir else None)
-        features = None
-        if path is not None and path.is_file():
-            try:
-                with np.load(path) as data:
-                    features = LocalFeatures.from_arrays(dict(data))
-            except (OSError, ValueError, KeyError):
-                features = None  # damaged cache file: extract again
-        if features is None and self.store is not None:
-            try:
-                features = extract(self.store.open_rgb(sha))
-            except (OSError, ValueError) as exc:
-                log.warning("catalogue photo %s unreadable for verification: %s", sha, exc)
-                features = None
-            if features is not None and path is not None:
-                buffer = io.BytesIO()
-                np.savez(buffer, **features.to_arrays())
-                write_atomic(path, buffer.getvalue(), durable=False)
+        store = self.store
+        features = cached_local_features(
+            self.cache_dir, sha, (lambda: store.open_rgb(sha)) if store is not None else None)
         self._local[row] = features
         return features
 

@@ -31,6 +31,7 @@ def index_bundle(conn, bundle_id: int, path: str, name: str) -> int:  # noqa: AN
         done, problems = index_catalogue(
             conn, bundle, bundle_id, ImageStore.from_settings(settings),
             batch_size=settings.matcher_batch_size,
+            local_cache=settings.local_features_dir,
             progress=lambda n: progress.advance(task, n),
         )
     for problem in problems:

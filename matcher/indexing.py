@@ -7,13 +7,19 @@ carries its distractor background under the bundle (`matcher.evidence.background
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import psycopg
+from PIL import Image
 
 from artwatch.images import ImageStore
 from matcher.bundle import Bundle
+from matcher.catalogue_index import cached_local_features
 from matcher.evidence import backgrounds
 
 UPSERT_EMBEDDINGS = """
@@ -45,28 +51,45 @@ def unindexed_catalogue_photos(conn: psycopg.Connection, bundle_id: int) -> list
     ).fetchall()
 
 
+def _cache_local(cache: Path, sha: str, image: Image.Image) -> None:
+    cached_local_features(cache, sha, lambda: image)
+
+
 def index_catalogue(conn: psycopg.Connection, bundle: Bundle, bundle_id: int,
                     store: ImageStore, *, batch_size: int = 64,
+                    local_cache: Path | None = None,
                     progress: Callable[[int], None] | None = None) -> tuple[int, list[str]]:
     """Embed catalogue photos that have no vector under this bundle yet.
 
+    With `local_cache` and a bundle with a local first stage (`Bundle.codebook`), each photo's
+    local features are extracted into that cache too (`catalogue_index.cached_local_features`,
+    ~40 ms a photo), while the photo is open: a matcher worker loading the index needs every
+    photo's, and would otherwise extract them all at its first start.
+
     Returns (photos indexed, problems); a photo whose file is missing is reported, not fatal.
     """
+    warm = local_cache is not None and bundle.codebook is not None
     todo = unindexed_catalogue_photos(conn, bundle_id)
     done, problems = 0, []
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        ids, images = [], []
-        for row in chunk:
-            try:
-                images.append(store.open_rgb(row["sha256"]))
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            ids, images, shas = [], [], []
+            for row in chunk:
+                try:
+                    images.append(store.open_rgb(row["sha256"]))
+                except (OSError, ValueError) as exc:
+                    problems.append(f"image {row['id']} ({row['sha256'][:12]}): {exc}")
+                    continue
                 ids.append(int(row["id"]))
-            except (OSError, ValueError) as exc:
-                problems.append(f"image {row['id']} ({row['sha256'][:12]}): {exc}")
-        if images:
-            vectors = bundle.embed(images)
-            store_embeddings(conn, bundle_id, ids, vectors, backgrounds(vectors, bundle.bank))
-            done += len(ids)
-        if progress:
-            progress(len(chunk))
+                shas.append(row["sha256"].strip())
+            if warm:  # OpenCV releases the GIL: threads extract in parallel
+                list(pool.map(partial(_cache_local, local_cache), shas, images))
+            if images:
+                vectors = bundle.embed(images)
+                store_embeddings(conn, bundle_id, ids, vectors,
+                                 backgrounds(vectors, bundle.bank))
+                done += len(ids)
+            if progress:
+                progress(len(chunk))
     return done, problems

@@ -12,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from matcher.bundle import save_bundle
+import numpy as np
+
+from matcher.bundle import local_stage_info, save_bundle, save_codebook
 from matcher.evidence import GLOBAL_FEATURES
 from matcher.model import ArtefactClassifier, backbone_config
 from matcher.scoring import LISTING_FEATURES, bucket_keys
@@ -51,14 +53,28 @@ UNTRAINED_THRESHOLDS: dict[str, Any] = {
 
 def write_untrained_bundle(path: Path, *, name: str, objects: list[str],
                            architecture: str = "tf_efficientnet_lite0",
-                           resolution: int = 64, dim: int = UNTRAINED_DIM) -> Path:
-    """Write the bundle directory `path` (embeddings of `dim` dimensions); returns it."""
+                           resolution: int = 64, dim: int = UNTRAINED_DIM,
+                           vlad_words: int = 0) -> Path:
+    """Write the bundle directory `path` (embeddings of `dim` dimensions); returns it.
+
+    `vlad_words` > 0: with a local first stage of that many random visual words (the
+    matcher's work per photo is then a trained bundle's: RootSIFT, VLAD search, nominees
+    verified)."""
     model = ArtefactClassifier(architecture, 0, whitening_dim=dim)
     cfg = backbone_config(architecture)
-    return save_bundle(Path(path), model.eval(), {
+    codebook = None
+    if vlad_words > 0:
+        rng = np.random.default_rng(0)
+        codebook = np.abs(rng.standard_normal((vlad_words, 128))).astype(np.float32)
+        codebook /= np.linalg.norm(codebook, axis=1, keepdims=True)  # RootSIFT: unit L2
+    path = save_bundle(Path(path), model.eval(), {
         "name": name, "recipe": "untrained", "head": "none", "architecture": architecture,
         "resolution": resolution, "mean": list(cfg.mean), "std": list(cfg.std),
         "objects": list(objects), "embedding_dim": dim, "whitening_dim": dim,
         "temperature": UNTRAINED_SCORE["temperature"],
         "score": UNTRAINED_SCORE, "thresholds": UNTRAINED_THRESHOLDS,
+        **({"local_first_stage": local_stage_info(codebook)} if codebook is not None else {}),
     })
+    if codebook is not None:
+        save_codebook(path, codebook)
+    return path

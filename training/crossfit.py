@@ -49,7 +49,7 @@ from matcher.scoring import fit_look, photo_looks, verifiable
 from matcher.verify import LocalFeatures, verify
 from matcher.vlad import encode_all, fit_codebook
 from training.catalogue import Photo
-from training.views import LISTING, REUSE, STUDIO, TWIN, QueryImage, ViewSet
+from training.views import REUSE, STUDIO, TWIN, QueryImage, ViewSet
 from training.whitening import default_dim, default_shrink, fit_whitening
 
 DISTRACTOR = "distractor"
@@ -311,7 +311,8 @@ def _world_queries(
             add(views.originals[i], i, STUDIO, images[0], f"{i}:studio")
         if out[i] or same[i]:
             for j in range(query_views):
-                add(views.views[i, j], i, LISTING, images[1 + j], f"{i}:listing:{j}")
+                add(views.views[i, j], i, images[1 + j].kind, images[1 + j],
+                    f"{i}:listing:{j}")
             add(views.reuse[i], i, REUSE, images[-2], f"{i}:reuse")
         if same[i]:  # a different picture with this reference photo's hash: no object
             feats.append(views.twin[i])

@@ -32,8 +32,14 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import save_file
 
-from matcher.bundle import BANK_FILE, VLAD_FILE, ensure_new, save_bundle
-from matcher.evidence import BACKGROUND_K, CANDIDATES, LOCAL_CANDIDATES, PHASH_NEAR, VERIFIED
+from matcher.bundle import (
+    BANK_FILE,
+    ensure_new,
+    local_stage_info,
+    save_bundle,
+    save_codebook,
+)
+from matcher.evidence import BACKGROUND_K, CANDIDATES, PHASH_NEAR, VERIFIED
 from matcher.model import backbone_config, build_model
 from matcher.preprocess import Preprocess
 from matcher.scoring import DUPLICATE_PHASH, DUPLICATE_SIMILARITY, VERIFY_FLOOR, fit_look
@@ -144,7 +150,7 @@ def retrieval_summary(qs: QuerySet, probs: np.ndarray, photos_per_object: dict[i
     out: dict = {}
     pos = qs.positive
     first = np.take_along_axis(qs.candidates.objects, np.argmax(probs, 1)[:, None], 1)[:, 0]
-    kinds = ("studio", "listing", "reuse")
+    kinds = ("studio", "listing", "phone", "reuse")
     for kind in (*kinds, "all"):
         sel = pos & ((qs.kind == kind) if kind != "all" else np.isin(qs.kind, kinds))
         row: dict = {"queries": int(sel.sum())}
@@ -269,11 +275,12 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     ablation = evidence_ablation(qs, local=req.local_features, probabilities=scores.probabilities)
     timings["ablation_s"] = time.perf_counter() - t0
 
-    # The served model: whitening on every photo and all its views.
+    # The served model: whitening on every photo and all its views but the phone views.
     obj_index = {o: i for i, o in enumerate(objects)}
     groups = np.array([obj_index[p.object_id] for p in photos])
-    fit_x = np.concatenate([views.originals] + [views.views[:, j] for j in range(n_views)])
-    fit_g = np.concatenate([groups] * (1 + n_views))
+    rows = [views.whitening_rows(j) for j in range(n_views)]
+    fit_x = np.concatenate([views.originals] + [views.views[r, j] for j, r in enumerate(rows)])
+    fit_g = np.concatenate([groups] + [groups[r] for r in rows])
     final = fit_whitening(fit_x, fit_g,
                           dim=default_dim(len(objects), views.originals.shape[1], req.dim_cap),
                           shrink=(default_shrink(len(objects)) if req.shrink is None
@@ -371,9 +378,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         "pretrained_source": pretrained_used,
         "train_config": {k: v for k, v in asdict(req).items()
                          if k not in ("out", "distractor_images")},
-        **({"local_first_stage": {"file": VLAD_FILE, "words": int(len(codebook)),
-                                  "candidates": LOCAL_CANDIDATES, "method": "VLAD of RootSIFT"}}
-           if codebook is not None else {}),
+        **({"local_first_stage": local_stage_info(codebook)} if codebook is not None else {}),
         "distractor_bank": {"file": BANK_FILE, "photos": int(len(distractors.bank)),
                             "source": "given" if req.distractor_images is not None
                             else "generated"},
@@ -383,7 +388,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     save_bundle(out, whitened.cpu().eval(), info)
     save_file({"bank": torch.from_numpy(bank).contiguous()}, str(out / BANK_FILE))
     if codebook is not None:
-        save_file({"codebook": torch.from_numpy(codebook).contiguous()}, str(out / VLAD_FILE))
+        save_codebook(out, codebook)
     from training.report import write_deploy_report
 
     write_deploy_report(out / "report", info, metrics, plots=req.plots)

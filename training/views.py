@@ -6,7 +6,11 @@ For each catalogue photo:
 * `n_views` synthetic listing photos of it (`artwatch.demo.simulate_listing_photo`: cut out,
   new background and light, perspective, crop, a phone camera, a website's JPEG; mirrored
   half the time). All of them teach the whitening what does not identify an object; the first
-  `query_views` are also the listing-style out-of-fold queries that calibration measures;
+  `query_views` are also the listing-style out-of-fold queries that calibration measures. A
+  quarter of those are *phone views* instead (`phone_view`, in the slot `phone_slot` picks:
+  the object 12-35% of a busy table photo, at the verifier's working size). Without them the
+  calibrated score never sees a right object with low global similarity and many inliers (a
+  coin photographed small in clutter), and rejects exactly those listings;
 * one re-used copy (`reuse_copy`: the museum's own photo cropped, mirrored, watermarked,
   re-saved), the positive example of photo re-use;
 * one hash twin (`hash_twin`: its coarse layout with another object's detail, a different
@@ -32,21 +36,34 @@ import torch
 from PIL import Image
 
 from artwatch.demo.catalogue import pool_context, worker_init
-from artwatch.demo.marketplace import hash_twin, reuse_copy, simulate_listing_photo
+from artwatch.demo.marketplace import (
+    MarketplaceConfig,
+    hash_twin,
+    reuse_copy,
+    simulate_listing_photo,
+)
 from artwatch.images.decode import perceptual_hash_pair
 from matcher.preprocess import Preprocess
-from matcher.verify import LocalFeatures, extract
+from matcher.verify import MAX_SIDE, LocalFeatures, extract
 from training.catalogue import Photo
 
-# Query image kinds, in the order `ViewSet.queries[i]` lists them.
-STUDIO, LISTING, REUSE, TWIN = "studio", "listing", "reuse", "twin"
+# Query image kinds, in the order `ViewSet.queries[i]` lists them (a phone view is a listing
+# view of kind PHONE: it teaches the photo score, it never sets a promise, `training.calibrate`).
+STUDIO, LISTING, PHONE, REUSE, TWIN = "studio", "listing", "phone", "reuse", "twin"
+
+# A phone photo of a small object on a busy surface: what a flat object (coin, tablet, print)
+# looks like in many listings. The object is 12-35% of the photo's height, so a global
+# embedding mostly describes the table, while local features still match the object.
+PHONE_PHOTO = MarketplaceConfig(backgrounds=("clutter", "tabletop", "wood", "cloth"),
+                                object_height=(0.12, 0.35), rotation_deg=20.0, perspective=0.12)
+PHONE_SHARE = 0.25  # of the listing-style query views
 
 
 @dataclass
 class QueryImage:
     """One out-of-fold query image of a catalogue photo: what it is and its cheap evidence."""
 
-    kind: str  # studio | listing | reuse
+    kind: str  # studio | listing | phone | reuse | twin
     phash: int
     phash_mirror: int
     local: LocalFeatures | None
@@ -59,7 +76,8 @@ class ViewSet:
     `originals` (n x d), `views` (n x n_views x d), `reuse` and `twin` (n x d): float32, not
     normalised. `queries[i]` describes photo i's query images: the original, the first
     `query_views` listing views, the re-used copy, the hash twin (features: originals[i],
-    views[i, j], reuse[i], twin[i]).
+    views[i, j], reuse[i], twin[i]). `phone[i]`: the view of photo i that is a phone view
+    (`phone_slot`), -1 for none.
     """
 
     originals: np.ndarray
@@ -68,6 +86,16 @@ class ViewSet:
     twin: np.ndarray
     queries: list[list[QueryImage]] = field(default_factory=list)
     reference_local: list[LocalFeatures | None] = field(default_factory=list)
+    phone: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def whitening_rows(self, j: int) -> np.ndarray:
+        """(n,) bool: photos whose view j may train a whitening. A phone view never does: it is
+        mostly the table, and pairing it with the object's studio photo would teach the
+        whitening that backgrounds are within-object variation (it also never does in
+        cross-fitting, whose calibration the served model must match)."""
+        if len(self.phone) != len(self.originals):
+            return np.ones(len(self.originals), bool)
+        return self.phone != j
 
 
 def photo_seed(seed: int, key: str, index: int) -> np.random.Generator:
@@ -91,6 +119,32 @@ def listing_view(image: Image.Image, rng: np.random.Generator, size: int) -> Ima
     return simulate_listing_photo([source], rng, output_size=size)
 
 
+def phone_view(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A phone photo of `image`'s object small on a busy surface (`PHONE_PHOTO`), MAX_SIDE pixels
+    square: the verifier's working size, so its local features are those a real listing
+    photo of that size would give (a model-sized view would hold a few dozen pixels of it)."""
+    source = image.convert("RGB")
+    if max(source.size) > MAX_SIDE:
+        scale = MAX_SIDE / max(source.size)
+        source = source.resize(
+            (max(8, round(source.width * scale)), max(8, round(source.height * scale))),
+            Image.Resampling.BICUBIC,
+            reducing_gap=2.0,
+        )
+    if rng.random() < 0.5:
+        source = source.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return simulate_listing_photo([source], rng, output_size=MAX_SIDE, config=PHONE_PHOTO)
+
+
+def phone_slot(seed: int, key: str, n_views: int, query_views: int) -> int | None:
+    """The view index that is a phone view for the photo with sha256 `key`, or None: the last
+    query view of a seeded share of photos, so that PHONE_SHARE of all query views are."""
+    q = min(query_views, n_views)
+    if q <= 0 or photo_seed(seed, key, 20_000).random() >= min(1.0, PHONE_SHARE * q):
+        return None
+    return q - 1
+
+
 @dataclass(frozen=True)
 class _Job:
     seed: int
@@ -104,7 +158,7 @@ _photos: Sequence[Photo] = ()
 _preprocess: Preprocess | None = None
 
 
-_Rendered = tuple[int, np.ndarray, list[QueryImage], LocalFeatures | None]
+_Rendered = tuple[int, np.ndarray, list[QueryImage], LocalFeatures | None, int]
 
 
 def _partner(index: int) -> Photo:
@@ -126,22 +180,25 @@ def _render(args: tuple[int, _Job]) -> _Rendered:
     assert _preprocess is not None
     original = photo.load().convert("RGB")
     images = [original]
+    phone = phone_slot(job.seed, photo.key, job.n_views, job.query_views)
     images += [
-        listing_view(original, photo_seed(job.seed, photo.key, j), job.view_size)
+        phone_view(original, photo_seed(job.seed, photo.key, j)) if j == phone
+        else listing_view(original, photo_seed(job.seed, photo.key, j), job.view_size)
         for j in range(job.n_views)
     ]
     images.append(reuse_copy(original, photo_seed(job.seed, photo.key, 10_000)))
     images.append(hash_twin(original, _partner(index).load()))
     pixels = np.stack([_preprocess.fit(im) for im in images])
     kinds = [(STUDIO, images[0])]
-    kinds += [(LISTING, images[1 + j]) for j in range(min(job.query_views, job.n_views))]
+    kinds += [(PHONE if j == phone else LISTING, images[1 + j])
+              for j in range(min(job.query_views, job.n_views))]
     kinds += [(REUSE, images[-2]), (TWIN, images[-1])]
     queries = []
     for kind, im in kinds:
         h, m = perceptual_hash_pair(im)
         queries.append(QueryImage(kind, h, m, extract(im) if job.local else None))
     reference_local = queries[0].local  # the original is also the reference photo
-    return index, pixels, queries, reference_local
+    return index, pixels, queries, reference_local, -1 if phone is None else phone
 
 
 @torch.inference_mode()
@@ -177,6 +234,7 @@ def render_views(
     out: np.ndarray | None = None
     queries: list[list[QueryImage]] = [[] for _ in range(n)]
     reference_local: list[LocalFeatures | None] = [None] * n
+    phone = np.full(n, -1, np.int64)
     job = _Job(seed, n_views, query_views, int(round(1.5 * preprocess.resolution)), local)
     backbone = backbone.to(device).eval().to(memory_format=torch.channels_last)
     pending: list[tuple[int, np.ndarray]] = []
@@ -207,9 +265,10 @@ def render_views(
             pool = ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=worker_init)
             results = pool.map(_render, tasks, chunksize=1)
         try:
-            for index, pixels, photo_queries, ref_local in results:
+            for index, pixels, photo_queries, ref_local, slot in results:
                 queries[index] = photo_queries
                 reference_local[index] = ref_local
+                phone[index] = slot
                 pending.append((index, pixels))
                 if sum(len(p) for _, p in pending) >= batch_size:
                     flush()
@@ -228,6 +287,7 @@ def render_views(
         twin=out[:, -1],
         queries=queries,
         reference_local=reference_local,
+        phone=phone,
     )
 
 

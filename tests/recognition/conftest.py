@@ -73,7 +73,8 @@ def served(conn, settings, catalogue_dirs, deploy_bundle: Path):  # noqa: ANN001
     store = ImageStore.from_settings(settings)
     import_catalogue(conn, catalogue_dirs["trained"], store, workers=1)
     bundle_id = register_bundle(conn, deploy_bundle)
-    done, problems = index_catalogue(conn, Bundle.load(deploy_bundle), bundle_id, store)
+    done, problems = index_catalogue(conn, Bundle.load(deploy_bundle), bundle_id, store,
+                                     local_cache=settings.local_features_dir)
     assert done > 0 and problems == []
     activate_bundle(conn, "recognition-test")
     source = conn.execute(

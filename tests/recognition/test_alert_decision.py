@@ -4,10 +4,10 @@ Against the real PostgreSQL: the catalogue imported and indexed, listings stored
 crawler stores them, the matcher's own code deciding. What a reviewer lives with: a re-used
 museum photo alerts (cropped, mirrored, re-compressed), other objects on the same plain
 backdrop do not, printed photos of coins on a cluttered table are found by their local
-features, weak photos that agree add up while a repeated photo does not, false alerts
-stay within what the bundle promised, a wrong operating point stops the worker, and an object
-catalogued after training is found in new listings and, by retro-hunt, in old ones.
-"""
+features (cached by `artwatch index`), weak photos that agree add up while a repeated photo
+does not, false alerts stay within what the bundle promised, a wrong operating point stops
+the worker, and an object catalogued after training is found in new listings and, by
+retro-hunt, in old ones."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from artwatch.demo.distractors import render_with_mask
 from artwatch.demo.marketplace import hash_twin, make_background
 from artwatch.images.decode import hamming, perceptual_hash
 from matcher.bundle import VLAD_FILE, Bundle, BundleError
+from matcher.catalogue_index import CatalogueIndex
 from matcher.indexing import index_catalogue
 from matcher.retrohunt import run_hunt, start_hunt
 from matcher.scoring import LOOKS, bucket_of, operating_point
@@ -203,6 +204,24 @@ def test_distractor_listings_of_1_and_8_photos_keep_the_promise(
         measured = 1000.0 * sum(alerts) / len(alerts)
         # Few listings: the measured rate may be 0; it must not exceed the promise's interval.
         assert measured <= promise["interval"][1], (cell, measured, promise)
+
+
+def test_index_caches_local_features_so_a_worker_start_extracts_none(
+        conn: psycopg.Connection, served) -> None:
+    """`artwatch index` extracts every catalogue photo's local features into the cache (the
+    bundle has a local first stage): an index loaded with no image store to extract from
+    still has a VLAD for every photo."""
+    bundle_row = conn.execute("SELECT path FROM bundles WHERE id = %s",
+                              (served["bundle_id"],)).fetchone()
+    bundle = Bundle.load(bundle_row["path"])
+    assert bundle.codebook is not None
+    cache = served["settings"].local_features_dir
+    index = CatalogueIndex.load(conn, served["bundle_id"], bundle, cache_dir=cache, store=None)
+    assert len(index) > 0
+    assert len(list(cache.glob("*.npz"))) == len(index)
+    assert np.all(np.linalg.norm(index.refs.local, axis=1) > 0.99), "every photo has a VLAD"
+    bare = CatalogueIndex.load(conn, served["bundle_id"], bundle, cache_dir=None, store=None)
+    assert np.all(np.linalg.norm(bare.refs.local, axis=1) == 0), "without the cache: none"
 
 
 def test_unknown_operating_point_stops_the_worker(served, db_url: str) -> None:

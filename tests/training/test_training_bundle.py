@@ -153,6 +153,22 @@ def test_bundle_round_trip_identical(tmp_path: Path) -> None:
         Bundle.load(tmp_path / "b")
 
 
+def test_an_untrained_bundle_can_carry_a_local_first_stage(tmp_path: Path) -> None:
+    """The throughput benchmark's bundle does a trained bundle's per-photo work: its codebook
+    loads as a trained one's does (`save_codebook` / `local_stage_info`, shared with training)."""
+    from matcher.evidence import LOCAL_CANDIDATES
+    from matcher.sample import write_untrained_bundle
+
+    with_stage = Bundle.load(write_untrained_bundle(tmp_path / "a", name="a", objects=["A"],
+                                                    vlad_words=16))
+    assert with_stage.codebook is not None and with_stage.codebook.shape == (16, 128)
+    assert np.allclose(np.linalg.norm(with_stage.codebook, axis=1), 1.0, atol=1e-5)
+    assert with_stage.info["local_first_stage"]["words"] == 16
+    assert with_stage.info["local_first_stage"]["candidates"] == LOCAL_CANDIDATES
+    without = Bundle.load(write_untrained_bundle(tmp_path / "b", name="b", objects=["A"]))
+    assert without.codebook is None and "local_first_stage" not in without.info
+
+
 def test_registry_activate_flips_one_row(trained: Path, conn, tmp_path: Path) -> None:
     from matcher.sample import write_untrained_bundle
 

@@ -14,7 +14,7 @@ from training.calibrate import (
     with_cells,
 )
 from training.crossfit import DISTRACTOR, QuerySet
-from training.views import LISTING, REUSE, STUDIO
+from training.views import LISTING, PHONE, REUSE, STUDIO, TWIN
 
 MUSEUM = (STUDIO, REUSE)
 
@@ -78,3 +78,22 @@ def test_negative_listings_keep_to_one_stream_and_cells_follow_the_decisive_phot
     # Without looks the cells are the sizes alone
     qs.look = None
     assert set(with_cells(qs, listings, decisive).bucket) <= {"1", "2", "3-4", "5-8"}
+
+
+def test_phone_views_and_hash_twins_never_set_a_promise() -> None:
+    """They teach the photo score only: no simulated listing, positive or negative, holds
+    one, so an easy phone-view negative cannot loosen a marketplace threshold."""
+    rng = np.random.default_rng(2)
+    qs, _ = _query_set(rng)
+    kinds = qs.kind.astype(object)
+    synthetic = np.zeros(len(kinds), bool)
+    synthetic[::3] = True  # every third query: a phone view or a hash twin
+    kinds[synthetic] = [PHONE if i % 2 else TWIN for i in range(int(synthetic.sum()))]
+    qs.kind = kinds.astype(str)
+    listings = simulate_listings(qs, seed=3)
+    used = np.concatenate(listings.members)
+    assert not synthetic[used].any()
+    negatives = np.concatenate([m for m, label in zip(listings.members, listings.label,
+                                                      strict=True) if label < 0])
+    assert sorted(negatives) == list(np.flatnonzero(~synthetic & ~qs.positive)), \
+        "every other negative is in exactly one listing"

@@ -1,11 +1,16 @@
-"""The deploy recipe's view budget: large catalogues get fewer synthetic views, never too few."""
+"""The deploy recipe's synthetic views: large catalogues get fewer, never too few, and a share
+of the listing-style queries are phone photos of the object small on a busy surface."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
+from matcher.verify import MAX_SIDE
 from training.crossfit import whitening_views
 from training.deploy import query_views_for, views_per_photo
+from training.views import ViewSet, listing_view, phone_slot, phone_view, photo_seed
 
 
 @pytest.mark.parametrize(
@@ -36,3 +41,42 @@ def test_query_views_never_train_the_whitening(photos: int) -> None:
     assert set(whitening_views(views, query)).isdisjoint(range(query))
     assert whitening_views(views, query), "at least one view trains the whitening"
     assert whitening_views(2, 2) == []  # every view a query: none trains
+
+
+def test_a_quarter_of_listing_queries_are_phone_views() -> None:
+    keys = [f"{i:064x}" for i in range(800)]
+    for query_views, n_views in [(2, 4), (1, 2)]:
+        slots = [phone_slot(0, k, n_views, query_views) for k in keys]
+        picked = [s for s in slots if s is not None]
+        assert set(picked) == {query_views - 1}, "the last query view, never a whitening view"
+        assert 0.2 < len(picked) / (len(keys) * query_views) < 0.3
+    assert all(phone_slot(0, k, 4, 0) is None for k in keys[:50]), "no query views: none"
+    assert phone_slot(0, keys[0], 4, 2) == phone_slot(0, keys[0], 4, 2), "seeded"
+
+
+def test_a_phone_view_shows_the_object_small_at_the_verifiers_size() -> None:
+    photo = Image.new("RGB", (300, 300), (235, 235, 235))
+    ImageDraw.Draw(photo).ellipse((40, 40, 260, 260), fill=(200, 20, 20))
+
+    def red_share(image: Image.Image) -> float:
+        rgb = np.asarray(image.convert("RGB"), np.int16)
+        red = (rgb[..., 0] > 120) & (rgb[..., 0] - rgb[..., 1] > 60)
+        return float(red.mean())
+
+    phone = [phone_view(photo, photo_seed(0, "disc", j)) for j in range(6)]
+    listing = [listing_view(photo, photo_seed(0, "disc", j), 336) for j in range(6)]
+    assert all(im.size == (MAX_SIDE, MAX_SIDE) for im in phone)
+    assert all(0 < red_share(im) < 0.12 for im in phone), [red_share(im) for im in phone]
+    assert np.median([red_share(im) for im in listing]) > 2 * np.median(
+        [red_share(im) for im in phone])
+
+
+def test_a_phone_view_never_trains_the_served_whitening() -> None:
+    feats = np.zeros((3, 8), np.float32)
+    views = ViewSet(originals=feats, views=np.zeros((3, 2, 8), np.float32), reuse=feats,
+                    twin=feats, phone=np.array([-1, 1, 0]))
+    assert views.whitening_rows(0).tolist() == [True, True, False]
+    assert views.whitening_rows(1).tolist() == [True, False, True]
+    legacy = ViewSet(originals=feats, views=np.zeros((3, 2, 8), np.float32), reuse=feats,
+                     twin=feats)
+    assert legacy.whitening_rows(1).all(), "no phone record: every view trains"
