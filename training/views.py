@@ -104,11 +104,14 @@ def photo_seed(seed: int, key: str, index: int) -> np.random.Generator:
     return np.random.default_rng(digest)
 
 
-def listing_view(image: Image.Image, rng: np.random.Generator, size: int) -> Image.Image:
-    """A synthetic listing photo of `image` at `size` x `size` pixels (mirrored half the time)."""
+def _simulated(image: Image.Image, rng: np.random.Generator, size: int, max_source: int,
+               config: MarketplaceConfig | None = None) -> Image.Image:
+    """`simulate_listing_photo` of `image` at `size` x `size` pixels, mirrored half the time;
+    the source first shrunk to `max_source` pixels (the simulator's cost grows with the
+    source; detail beyond the output does not survive it)."""
     source = image.convert("RGB")
-    if max(source.size) > 2 * size:  # the simulator's cost grows with the source; detail not
-        scale = 2 * size / max(source.size)
+    if max(source.size) > max_source:
+        scale = max_source / max(source.size)
         source = source.resize(
             (max(8, round(source.width * scale)), max(8, round(source.height * scale))),
             Image.Resampling.BICUBIC,
@@ -116,24 +119,19 @@ def listing_view(image: Image.Image, rng: np.random.Generator, size: int) -> Ima
         )
     if rng.random() < 0.5:
         source = source.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return simulate_listing_photo([source], rng, output_size=size)
+    return simulate_listing_photo([source], rng, output_size=size, config=config)
+
+
+def listing_view(image: Image.Image, rng: np.random.Generator, size: int) -> Image.Image:
+    """A synthetic listing photo of `image` at `size` x `size` pixels (mirrored half the time)."""
+    return _simulated(image, rng, size, 2 * size)
 
 
 def phone_view(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """A phone photo of `image`'s object small on a busy surface (`PHONE_PHOTO`), MAX_SIDE pixels
     square: the verifier's working size, so its local features are those a real listing
     photo of that size would give (a model-sized view would hold a few dozen pixels of it)."""
-    source = image.convert("RGB")
-    if max(source.size) > MAX_SIDE:
-        scale = MAX_SIDE / max(source.size)
-        source = source.resize(
-            (max(8, round(source.width * scale)), max(8, round(source.height * scale))),
-            Image.Resampling.BICUBIC,
-            reducing_gap=2.0,
-        )
-    if rng.random() < 0.5:
-        source = source.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return simulate_listing_photo([source], rng, output_size=MAX_SIDE, config=PHONE_PHOTO)
+    return _simulated(image, rng, MAX_SIDE, MAX_SIDE, PHONE_PHOTO)
 
 
 def phone_slot(seed: int, key: str, n_views: int, query_views: int) -> int | None:
