@@ -8,7 +8,7 @@ contract documented in alerts/README.md:
     method             "verified" | "phash" | "retrieval" | "classifier"   (required)
     object_image_id    catalogue photo (images.id) that matched best      (optional)
     scores             {"listing": P, "photo": p, "similarity": cos, "inliers": n,
-                        "phash_distance": bits, ...}
+                        "colour_gap": 0..1, "phash_distance": bits, ...}
     keypoints_image_id stored picture of the matched local features        (optional)
     saliency_image_id  stored overlay of what the model looked at         (optional)
 """
@@ -70,6 +70,8 @@ class Candidate:
             details.append(f"Hamming distance {self.scores['phash_distance']} bits")
         if isinstance(self.scores.get("similarity"), int | float):
             details.append(f"similarity {self.scores['similarity']:.2f}")
+        if isinstance(self.scores.get("colour_gap"), int | float):  # verified candidates
+            details.append(f"colour gap {self.scores['colour_gap']:.2f}")
         return label + (f" ({', '.join(details)})" if details else "")
 
     @property

@@ -25,8 +25,9 @@ of its candidate objects, `candidate_evidence` gives one feature row (`FEATURES`
   did not bring them) and are always verified, so their evidence is their inliers: a flat
   object shown small in clutter is found by its surface's local features when the global
   embedding mostly sees the clutter;
-* four geometric-verification features for the best `VERIFIED` candidates (`matcher.verify`)
-  and the local first stage's, zero with `verified = 0` for the others.
+* five verification features for the best `VERIFIED` candidates (`matcher.verify`) and the
+  local first stage's, zero with `verified = 0` for the others: four from geometric
+  verification of local features, and the colour gap of the two photos.
 
 `matcher.scoring` turns the rows into calibrated probabilities.
 """
@@ -57,7 +58,6 @@ GLOBAL_FEATURES = ("sim", "sim_norm", "margin", "log_prob", "reuse")
 # it penalised a mirrored re-used photo (SIFT is not mirror-invariant, a pHash is).
 LOCAL_FEATURES = ("local_sim",)
 FEATURES = GLOBAL_FEATURES + LOCAL_FEATURES + ("verified",) + VERIFY_FEATURES
-VERIFIED_MODEL_FEATURES = GLOBAL_FEATURES + ("verified",) + VERIFY_FEATURES
 
 
 def _device_of(matrix: torch.Tensor | np.ndarray) -> torch.device:

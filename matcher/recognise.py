@@ -169,6 +169,7 @@ class Recogniser:
                 "phash_distance": (round((1.0 - reuse) * PHASH_NEAR) if reuse > 0 else None),
                 "inliers": ver.h_inliers if ver else None,
                 "inliers_3d": ver.f_inliers if ver else None,
+                "colour_gap": round(ver.colour_gap, 3) if ver else None,
                 "object_image_id": int(self.index.image_ids[row]) if row >= 0 else None,
             })
         return {"candidates": candidates, "bundle_score": "calibrated-evidence"}
@@ -384,6 +385,7 @@ class Recogniser:
                 "photo": best_c["p"],
                 "similarity": best_c.get("similarity"),
                 "inliers": best_c.get("inliers"),
+                "colour_gap": best_c.get("colour_gap"),
                 "phash_distance": best_c.get("phash_distance"),
             },
             "alerted": listing_p >= threshold,

@@ -148,16 +148,19 @@ def global_probabilities(spec: Mapping[str, Any], features: np.ndarray) -> np.nd
     return apply_logistic(g, features[..., _columns(g["features"])])
 
 
-def verifiable(objects: np.ndarray, features: np.ndarray) -> np.ndarray:
+def verifiable(objects: np.ndarray, features: np.ndarray,
+               nominated: np.ndarray | None = None) -> np.ndarray:
     """(n x c) candidates that may be verified: the VERIFIED most similar, hash hits and the
-    local first stage's nominations.
+    local first stage's nominations (`local_nominated`, computed unless given).
 
     Calibration computes local-feature evidence for exactly these, so the matcher never
     verifies a candidate of a kind the score was not fitted on.
     """
     columns = np.arange(objects.shape[1])[None, :] < VERIFIED
     hashed = features[..., FEATURES.index("reuse")] > 0
-    return (objects >= 0) & (columns | hashed | local_nominated(objects, features))
+    if nominated is None:
+        nominated = local_nominated(objects, features)
+    return (objects >= 0) & (columns | hashed | nominated)
 
 
 def verification_targets(
@@ -175,7 +178,8 @@ def verification_targets(
     if features is None:
         eligible, nominated = objects >= 0, np.zeros(objects.shape, bool)
     else:
-        eligible, nominated = verifiable(objects, features), local_nominated(objects, features)
+        nominated = local_nominated(objects, features)
+        eligible = verifiable(objects, features, nominated)
     out = []
     for qi in range(len(objects)):
         valid = np.flatnonzero(eligible[qi])

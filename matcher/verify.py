@@ -17,6 +17,17 @@ symmetric shapes), so no count is a verdict: `Verification.features()` (inlier c
 ratio, spatial spread of the inliers) enters the calibrated score (`matcher.scoring`), which
 learns from out-of-fold negatives what unrelated photos reach.
 
+A look at colour goes with it (`colour_signature`, `colour_gap`): SIFT sees grey levels, and a
+global embedding tuned to tell catalogued objects apart may not keep the hue that tells a red
+bowl from the same bowl in blue (on COIL-100 a red and a blue torus were the uncatalogued
+photos that set the 1% false-alert point). The signature is a saturation-weighted hue
+histogram of the photo's chromatic pixels (circularly smoothed, so a white-balance shift moves
+little mass); the gap is one minus the Bhattacharyya coefficient of two signatures, 0 when
+either photo is achromatic (a grey object, a black-and-white archive photo: no evidence
+either way). Like the inliers it is evidence the calibrated score weighs, never a verdict: a
+listing's coloured background dilutes it, and the score learns by how much from the
+out-of-fold listing views.
+
 Photos are matched at `MAX_SIDE` pixels (longer side, enlarged or reduced) so catalogue and
 listing photos of any size give comparable counts; `MAX_KEYPOINTS` bounds the cost (~10-30 ms
 per photo to extract, ~1-5 ms per pair to match on one core).
@@ -24,7 +35,7 @@ per photo to extract, ~1-5 ms per pair to match on one core).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -36,18 +47,29 @@ RATIO = 0.8
 MIN_MATCHES = 8  # fewer tentative matches than this: nothing to fit
 HOMOGRAPHY_PX = 6.0  # MAGSAC++ threshold at MAX_SIDE
 FUNDAMENTAL_PX = 3.0
-FEATURE_NAMES = ("log_h_inliers", "log_f_inliers", "h_ratio", "h_spread")
+FEATURE_NAMES = ("log_h_inliers", "log_f_inliers", "h_ratio", "h_spread", "colour_gap")
+HUE_BINS = 18  # 20 degrees of hue each
+COLOUR_SIDE = 96  # the signature is computed on a thumbnail this long
+CHROMA_SATURATION = 60  # OpenCV 8-bit HSV: a pixel with S and V above these has a hue
+CHROMA_VALUE = 50
+MIN_CHROMATIC = 0.02  # share of chromatic pixels below which a photo has no colour signature
 
 cv2.setNumThreads(1)  # callers parallelise over photos; nested pools only contend
 
 
+def _no_colour() -> np.ndarray:
+    return np.zeros(HUE_BINS, np.float32)
+
+
 @dataclass(frozen=True)
 class LocalFeatures:
-    """Keypoint positions (n x 2, at `size`), RootSIFT descriptors (n x 128 uint8)."""
+    """Keypoint positions (n x 2, at `size`), RootSIFT descriptors (n x 128 uint8), and the
+    photo's colour signature (`HUE_BINS`,) summing to 1, all zero when achromatic."""
 
     points: np.ndarray
     descriptors: np.ndarray
     size: tuple[int, int]  # (width, height) the points refer to
+    colour: np.ndarray = field(default_factory=_no_colour)
 
     def __len__(self) -> int:
         return int(len(self.points))
@@ -57,15 +79,44 @@ class LocalFeatures:
             "points": self.points.astype(np.float32),
             "descriptors": self.descriptors.astype(np.uint8),
             "size": np.asarray(self.size, np.int32),
+            "colour": np.asarray(self.colour, np.float32),
         }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LocalFeatures:
+        """Raises KeyError for arrays written before colour signatures (extract again)."""
         size = tuple(int(v) for v in arrays["size"])
-        return cls(arrays["points"], arrays["descriptors"], (size[0], size[1]))
+        return cls(arrays["points"], arrays["descriptors"], (size[0], size[1]),
+                   np.asarray(arrays["colour"], np.float32))
 
 
 EMPTY = LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), (1, 1))
+
+
+def colour_signature(image: Image.Image) -> np.ndarray:
+    """(HUE_BINS,) saturation-weighted hue histogram of the chromatic pixels, summing to 1;
+    all zero when under MIN_CHROMATIC of the pixels have a hue (grey, black and white)."""
+    thumb = image.convert("RGB")
+    scale = COLOUR_SIDE / max(thumb.size)
+    if scale < 1.0:
+        thumb = thumb.resize((max(1, round(thumb.width * scale)),
+                              max(1, round(thumb.height * scale))), Image.Resampling.BILINEAR)
+    hsv = cv2.cvtColor(np.asarray(thumb, np.uint8), cv2.COLOR_RGB2HSV).reshape(-1, 3)
+    chroma = (hsv[:, 1] > CHROMA_SATURATION) & (hsv[:, 2] > CHROMA_VALUE)
+    if chroma.mean() < MIN_CHROMATIC:
+        return _no_colour()
+    hist = np.bincount(hsv[chroma, 0].astype(np.int64) * HUE_BINS // 180,
+                       weights=hsv[chroma, 1].astype(np.float64), minlength=HUE_BINS)
+    hist = 0.5 * hist + 0.25 * (np.roll(hist, 1) + np.roll(hist, -1))  # hue is circular
+    return (hist / hist.sum()).astype(np.float32)
+
+
+def colour_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - Bhattacharyya coefficient of two colour signatures, in [0, 1]; 0 (no evidence)
+    when either is achromatic."""
+    if not a.any() or not b.any():
+        return 0.0
+    return float(np.clip(1.0 - np.sqrt(np.asarray(a, np.float64) * b).sum(), 0.0, 1.0))
 _sift: cv2.SIFT | None = None
 
 
@@ -82,6 +133,7 @@ def extract(image: Image.Image, *, mirror: bool = False) -> LocalFeatures:
     Small photos are enlarged too: keypoint counts and the pixel thresholds of the robust fits
     then mean the same for a 128-pixel museum thumbnail and a 4000-pixel phone photo.
     """
+    colour = colour_signature(image)
     grey = image.convert("L")
     scale = MAX_SIDE / max(grey.size)
     if abs(scale - 1.0) > 0.01:
@@ -95,13 +147,13 @@ def extract(image: Image.Image, *, mirror: bool = False) -> LocalFeatures:
     pixels = np.asarray(grey, np.uint8)
     keypoints, desc = _detector().detectAndCompute(pixels, None)
     if desc is None or not keypoints:
-        return LocalFeatures(EMPTY.points, EMPTY.descriptors, grey.size)
+        return LocalFeatures(EMPTY.points, EMPTY.descriptors, grey.size, colour)
     desc = desc.astype(np.float32)
     desc /= np.maximum(desc.sum(1, keepdims=True), 1e-7)  # L1
     root = np.sqrt(desc)  # unit L2 norm now; * 255 fits uint8 without loss that matters
     points = np.array([k.pt for k in keypoints], np.float32)
     return LocalFeatures(points, np.clip(np.rint(root * 255.0), 0, 255).astype(np.uint8),
-                         grey.size)
+                         grey.size, colour)
 
 
 @dataclass(frozen=True)
@@ -114,13 +166,14 @@ class Verification:
     spread: float  # inliers' bounding-box area / query photo area, 0..1
     homography: np.ndarray | None
     inlier_pairs: np.ndarray  # (k x 4): query x, y, reference x, y of the homography inliers
+    colour_gap: float = 0.0  # `colour_gap` of the two photos' signatures
 
     def features(self) -> np.ndarray:
-        """[log1p(H inliers), log1p(F inliers), H inliers / tentative, spread] (float64)."""
+        """[log1p(H inliers), log1p(F inliers), H inliers / tentative, spread, colour gap]
+        (float64), as FEATURE_NAMES."""
         ratio = self.h_inliers / self.tentative if self.tentative else 0.0
-        return np.array(
-            [np.log1p(self.h_inliers), np.log1p(self.f_inliers), ratio, self.spread], np.float64
-        )
+        return np.array([np.log1p(self.h_inliers), np.log1p(self.f_inliers), ratio,
+                         self.spread, self.colour_gap], np.float64)
 
 
 NOTHING = Verification(0, 0, 0, 0.0, None, np.zeros((0, 4), np.float32))
@@ -145,15 +198,17 @@ def _fit(method: str, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray | No
 
 
 def verify(query: LocalFeatures, reference: LocalFeatures) -> Verification:
-    """Ratio-test matches and MAGSAC++ homography / fundamental-matrix inliers."""
+    """Ratio-test matches and MAGSAC++ homography / fundamental-matrix inliers, and the
+    photos' colour gap."""
+    gap = colour_gap(query.colour, reference.colour)
     if len(query) < 2 or len(reference) < 2:
-        return NOTHING
+        return replace(NOTHING, colour_gap=gap)
     pairs = _matcher.knnMatch(
         query.descriptors.astype(np.float32), reference.descriptors.astype(np.float32), k=2
     )
     good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < RATIO * n.distance]
     if len(good) < MIN_MATCHES:
-        return Verification(len(good), 0, 0, 0.0, None, np.zeros((0, 4), np.float32))
+        return Verification(len(good), 0, 0, 0.0, None, np.zeros((0, 4), np.float32), gap)
     src = np.float32([query.points[m.queryIdx] for m in good])
     dst = np.float32([reference.points[m.trainIdx] for m in good])
     homography, h_mask = _fit("H", src, dst)
@@ -171,6 +226,7 @@ def verify(query: LocalFeatures, reference: LocalFeatures) -> Verification:
         spread=spread,
         homography=homography,
         inlier_pairs=np.hstack([src[h_mask], dst[h_mask]]).astype(np.float32),
+        colour_gap=gap,
     )
 
 

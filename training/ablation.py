@@ -1,15 +1,15 @@
 """What each kind of evidence buys: the calibrated score refitted without it, out of fold.
 
 The bundle's photo score (`training.calibrate.fit_photo_scores`) combines retrieval similarity,
-the distractor-normalised similarity, the margin, the retrieval softmax, photo reuse and
-geometric verification. To know what one of them is worth, the score is cross-fitted again
-on the same out-of-fold evidence rows without it, and every variant is measured on the same
-queries beside the zero-training baseline (the pretrained backbone's cosine kNN over the
-same references) at the open-set point that matters to reviewers: correct and accepted at
-1% false alerts (the threshold is the 99th percentile of the best score of photos that show
-no catalogued object, of the same kind). Studio queries are out-of-fold catalogue photos;
-listing-style queries are their synthetic listing views, with the ordinary listing photos
-of the distractor set among the negatives.
+the distractor-normalised similarity, the margin, the retrieval softmax, photo reuse, geometric
+verification and the colour gap. To know what one of them is worth, the score is cross-fitted
+again on the same out-of-fold evidence rows without it, and every variant is measured on the
+same queries beside the zero-training baseline (the pretrained backbone's cosine kNN over the
+same references) at the open-set point that matters to reviewers: correct and accepted at 1%
+false alerts (the threshold is the 99th percentile of the best score of photos that show no
+catalogued object, of the same kind). Studio queries are out-of-fold catalogue photos; listing-
+style queries are their synthetic listing views, with the ordinary listing photos of the
+distractor set among the negatives.
 
 Source of the distractor-normalisation idea measured here: GLDv2-era retrieval (Weyand et
 al., "Google Landmarks Dataset v2", CVPR 2020), see `matcher.evidence`.
@@ -22,18 +22,21 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from matcher.evidence import GLOBAL_FEATURES
+from matcher.evidence import GLOBAL_FEATURES, VERIFY_FEATURES
 from training.calibrate import fit_photo_scores
 from training.crossfit import QuerySet
 
 FA_RATE = 0.01
-# Variant name -> (global features, verification used). "all evidence" is the bundle's score.
-VARIANTS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "all evidence": (GLOBAL_FEATURES, True),
+# Variant name -> (global features, verification features; none: no verification at all).
+# "all evidence" is the bundle's score.
+VARIANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "all evidence": (GLOBAL_FEATURES, VERIFY_FEATURES),
     "without distractor normalisation": (
-        tuple(f for f in GLOBAL_FEATURES if f != "sim_norm"), True),
-    "without photo reuse": (tuple(f for f in GLOBAL_FEATURES if f != "reuse"), True),
-    "without verification": (GLOBAL_FEATURES, False),
+        tuple(f for f in GLOBAL_FEATURES if f != "sim_norm"), VERIFY_FEATURES),
+    "without photo reuse": (tuple(f for f in GLOBAL_FEATURES if f != "reuse"),
+                            VERIFY_FEATURES),
+    "without colour": (GLOBAL_FEATURES, tuple(f for f in VERIFY_FEATURES if f != "colour_gap")),
+    "without verification": (GLOBAL_FEATURES, ()),
 }
 KINDS = ("studio", "listing")
 
@@ -92,8 +95,9 @@ def evidence_ablation(qs: QuerySet, *, local: bool = True, folds: int = 5,
         if name == "all evidence" and probabilities is not None:
             probs = probabilities
         else:
-            probs = fit_photo_scores(qs, folds=folds, use_local=local and verification,
-                                     features=features).probabilities
+            probs = fit_photo_scores(qs, folds=folds, use_local=local and bool(verification),
+                                     features=features, verification=verification
+                                     ).probabilities
         top = np.argmax(probs, 1)
         first = np.take_along_axis(qs.candidates.objects, top[:, None], 1)[:, 0]
         best = np.take_along_axis(probs, top[:, None], 1)[:, 0]

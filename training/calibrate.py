@@ -35,7 +35,7 @@ import numpy as np
 from scipy.stats import beta
 from sklearn.model_selection import GroupKFold
 
-from matcher.evidence import FEATURES, GLOBAL_FEATURES, VERIFIED_MODEL_FEATURES
+from matcher.evidence import FEATURES, GLOBAL_FEATURES, VERIFY_FEATURES
 from matcher.scoring import (
     LOOKS,
     VERIFY_FLOOR,
@@ -77,15 +77,17 @@ def _groups(qs: QuerySet) -> np.ndarray:
 
 def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERIFY_FLOOR,
                      use_local: bool = True,
-                     features: Sequence[str] = GLOBAL_FEATURES) -> PhotoScores:
+                     features: Sequence[str] = GLOBAL_FEATURES,
+                     verification: Sequence[str] = VERIFY_FEATURES) -> PhotoScores:
     """Cross-fitted photo probabilities plus the models fitted on every row.
 
-    `features`: the global evidence the models use (all of `GLOBAL_FEATURES` for a bundle;
+    `features`: the global evidence the models use, `verification` the verification evidence
+    the verified model adds (all of `GLOBAL_FEATURES` and `VERIFY_FEATURES` for a bundle;
     fewer to measure what one kind of evidence buys, `training.ablation`).
     """
     valid = qs.candidates.objects >= 0
     verified_col = qs.candidates.features[..., FEATURES.index("verified")] > 0
-    names_v = [*features, *VERIFIED_MODEL_FEATURES[len(GLOBAL_FEATURES):]]
+    names_v = [*features, "verified", *verification]
     groups = _groups(qs)
     n_groups = len(np.unique(groups))
     k = max(2, min(folds, n_groups))

@@ -46,6 +46,7 @@ from matcher.evidence import (
     set_verification,
 )
 from matcher.scoring import fit_look, photo_looks, verifiable
+from matcher.verify import FEATURE_NAMES as VERIFY_FEATURES
 from matcher.verify import LocalFeatures, verify
 from matcher.vlad import encode_all, fit_codebook
 from training.catalogue import Photo
@@ -139,7 +140,7 @@ def _verify_one(task: tuple[int, int]) -> tuple[int, np.ndarray]:
     ref_local: Sequence[LocalFeatures | None] = _verify_state["ref"]  # type: ignore[assignment]
     a, b = query_local[q], ref_local[r]
     if a is None or b is None:
-        return q, np.zeros(4)
+        return q, np.zeros(len(VERIFY_FEATURES))
     return q, verify(a, b).features()
 
 

@@ -58,7 +58,8 @@ def test_bundle_promises_and_reports_the_baseline(deploy_bundle: Path) -> None:
     metrics = json.loads((deploy_bundle / "report" / "metrics.json").read_text())
     ablation = metrics["evidence_ablation"]
     assert set(ablation) == {"pretrained kNN", "all evidence", "without distractor normalisation",
-                             "without photo reuse", "without verification"}
+                             "without photo reuse", "without colour",
+                             "without verification"}
     for kind in ("studio", "listing"):
         assert ablation["all evidence"][kind]["top1"] == pytest.approx(
             metrics["retrieval"][kind]["first_candidate_top1"])
