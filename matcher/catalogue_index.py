@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,11 @@ from matcher.vlad import encode_all
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# np.load parses each array's header with ast.literal_eval, which is not thread-safe on CPython
+# 3.11 (gh-106905: a spurious "SystemError: AST constructor recursion depth mismatch"), and
+# `artwatch index` reads the cache from a thread pool. Reading is quick; extracting, the slow
+# part, stays parallel.
+_CACHE_READ = threading.Lock()
 
 
 def local_cache_path(cache_dir: Path, sha: str) -> Path:
@@ -54,10 +60,11 @@ def cached_local_features(cache_dir: Path | None, sha: str,
     path = local_cache_path(cache_dir, sha) if cache_dir else None
     if path is not None and path.is_file():
         try:
-            with np.load(path) as data:
-                return LocalFeatures.from_arrays(dict(data))
+            with _CACHE_READ, np.load(path) as data:
+                arrays = dict(data)
+            return LocalFeatures.from_arrays(arrays)
         except (OSError, ValueError, KeyError):
-            pass  # damaged cache file: extract again
+            pass  # damaged, or written before colour signatures: extract again
     if open_image is None:
         return None
     try:

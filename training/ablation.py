@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from matcher.evidence import GLOBAL_FEATURES, VERIFY_FEATURES
-from training.calibrate import fit_photo_scores
+from training.calibrate import PhotoScores, fit_photo_scores
 from training.crossfit import QuerySet
 
 FA_RATE = 0.01
@@ -106,6 +106,38 @@ def evidence_ablation(qs: QuerySet, *, local: bool = True, folds: int = 5,
             positive, negative = _masks(qs, kind)
             out[name][kind] = open_set_row(qs.label, first, best, positive, negative)
     return out
+
+
+def open_set_total(qs: QuerySet, probs: np.ndarray) -> float:
+    """Correct and accepted at `FA_RATE`, studio plus listing-style out-of-fold queries: the
+    open-set figure a reviewer's workload depends on, for choosing between photo scores."""
+    top = np.argmax(probs, 1)
+    first = np.take_along_axis(qs.candidates.objects, top[:, None], 1)[:, 0]
+    best = np.take_along_axis(probs, top[:, None], 1)[:, 0]
+    return float(sum(open_set_row(qs.label, first, best, *_masks(qs, kind)).get(
+        "correct_accepted", 0.0) for kind in KINDS))
+
+
+def photo_scores_choosing_colour(qs: QuerySet, *, local: bool = True, folds: int = 5
+                                 ) -> tuple[PhotoScores, dict]:
+    """The bundle's photo score with or without the colour gap, whichever is better out of
+    fold (`open_set_total`; a tie keeps the simpler score), and the figures it chose on.
+
+    Why a choice: the colour gap tells real photographed objects apart where shape does not
+    (COIL-100: a red and a blue torus), but a catalogue whose objects share a palette gains
+    nothing from it and a listing's coloured background adds noise (docs/recognition.md: the
+    generated set lost recall at the default point with it). Both scores are cross-fitted on
+    the same rows, so the choice is a model selection on held-out evidence.
+    """
+    with_colour = fit_photo_scores(qs, folds=folds, use_local=local)
+    if not local:
+        return with_colour, {"used": False, "reason": "no verification"}
+    plain = tuple(f for f in VERIFY_FEATURES if f != "colour_gap")
+    without = fit_photo_scores(qs, folds=folds, use_local=local, verification=plain)
+    a, b = open_set_total(qs, with_colour.probabilities), open_set_total(qs, without.probabilities)
+    used = a > b
+    return (with_colour if used else without), {
+        "used": used, "correct_accepted_with": a, "correct_accepted_without": b}
 
 
 def ablation_lines(table: dict[str, dict]) -> list[str]:

@@ -66,6 +66,13 @@ def test_bundle_promises_and_reports_the_baseline(deploy_bundle: Path) -> None:
         for row in ablation.values():
             assert 0.0 <= row[kind]["correct_accepted"] <= row[kind]["accepted"] <= 1.0
     assert "without distractor normalisation" in report
+    # The colour gap is served exactly when it was the better score out of fold.
+    colour = metrics["colour_gap"]
+    assert colour["used"] == (colour["correct_accepted_with"] > colour["correct_accepted_without"])
+    served = bundle.score["verified"]["features"]
+    assert ("colour_gap" in served) == colour["used"]
+    assert "log_h_inliers" in served
+    assert ("The colour gap is used" in report) == colour["used"]
 
 
 def test_a_broken_local_stage_codebook_is_a_clear_bundle_error(deploy_bundle: Path,
