@@ -125,8 +125,8 @@ def photo_scores_choosing_colour(qs: QuerySet, *, local: bool = True, folds: int
 
     Why a choice: the colour gap tells real photographed objects apart where shape does not
     (COIL-100: a red and a blue torus), but a catalogue whose objects share a palette gains
-    nothing from it and a listing's coloured background adds noise (docs/recognition.md: the
-    generated set lost recall at the default point with it). Both scores are cross-fitted on
+    nothing from it and a listing's coloured background adds noise (docs/recognition.md: on
+    the generated catalogue it bought nothing out of fold). Both scores are cross-fitted on
     the same rows, so the choice is a model selection on held-out evidence.
     """
     with_colour = fit_photo_scores(qs, folds=folds, use_local=local)
