@@ -117,6 +117,8 @@ def colour_gap(a: np.ndarray, b: np.ndarray) -> float:
     if not a.any() or not b.any():
         return 0.0
     return float(np.clip(1.0 - np.sqrt(np.asarray(a, np.float64) * b).sum(), 0.0, 1.0))
+
+
 _sift: cv2.SIFT | None = None
 
 
