@@ -17,7 +17,8 @@ al., "Google Landmarks Dataset v2", CVPR 2020), see `matcher.evidence`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -74,15 +75,17 @@ def _masks(qs: QuerySet, kind: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evidence_ablation(qs: QuerySet, *, local: bool = True, folds: int = 5,
-                      probabilities: np.ndarray | None = None,
+                      fitted: Mapping[str, np.ndarray] | None = None,
                       variants: Sequence[str] = tuple(VARIANTS)) -> dict[str, dict]:
     """{scorer: {kind: open_set_row}} for the pretrained kNN and each score variant.
 
-    `probabilities`: the bundle's own out-of-fold probabilities (the "all evidence" variant,
-    saved a refit). Without `local` (no verification anywhere) "without verification" is
-    "all evidence" and is left out.
-    Costs one cross-fitted refit of the photo score per variant (seconds to a minute).
+    `fitted`: variant name -> (n, candidates) out-of-fold probabilities already cross-fitted on
+    these rows (`ColourChoice.fitted`: the bundle's own score and its rival), not fitted again.
+    Without `local` (no verification anywhere) "without verification" is "all evidence" and is
+    left out. Costs one cross-fitted refit of the photo score per other variant (seconds to a
+    minute).
     """
+    fitted = fitted or {}
     out: dict[str, dict] = {"pretrained kNN": {}}
     for kind in KINDS:
         positive, negative = _masks(qs, kind)
@@ -92,9 +95,8 @@ def evidence_ablation(qs: QuerySet, *, local: bool = True, folds: int = 5,
         features, verification = VARIANTS[name]
         if not verification and not local:  # the same as "all evidence"
             continue
-        if name == "all evidence" and probabilities is not None:
-            probs = probabilities
-        else:
+        probs = fitted.get(name)
+        if probs is None:
             probs = fit_photo_scores(qs, folds=folds, use_local=local and bool(verification),
                                      features=features, verification=verification
                                      ).probabilities
@@ -118,8 +120,20 @@ def open_set_total(qs: QuerySet, probs: np.ndarray) -> float:
         "correct_accepted", 0.0) for kind in KINDS))
 
 
+@dataclass(frozen=True)
+class ColourChoice:
+    """The photo score served (`scores`), the figures it was chosen on (`summary`, JSON for
+    metrics.json: used, correct_accepted_with / _without, served: its `VARIANTS` row) and
+    every score fitted on the way (`fitted`: `VARIANTS` name -> (n, candidates) out-of-fold
+    probabilities, which `evidence_ablation` then does not fit again)."""
+
+    scores: PhotoScores
+    summary: dict
+    fitted: dict[str, np.ndarray]
+
+
 def photo_scores_choosing_colour(qs: QuerySet, *, local: bool = True, folds: int = 5
-                                 ) -> tuple[PhotoScores, dict]:
+                                 ) -> ColourChoice:
     """The bundle's photo score with or without the colour gap, whichever is better out of
     fold (`open_set_total`; a tie keeps the simpler score), and the figures it chose on.
 
@@ -131,13 +145,30 @@ def photo_scores_choosing_colour(qs: QuerySet, *, local: bool = True, folds: int
     """
     with_colour = fit_photo_scores(qs, folds=folds, use_local=local)
     if not local:
-        return with_colour, {"used": False, "reason": "no verification"}
+        return ColourChoice(with_colour, {"used": False, "reason": "no verification",
+                                          "served": "all evidence"},
+                            {"all evidence": with_colour.probabilities})
     plain = tuple(f for f in VERIFY_FEATURES if f != "colour_gap")
     without = fit_photo_scores(qs, folds=folds, use_local=local, verification=plain)
     a, b = open_set_total(qs, with_colour.probabilities), open_set_total(qs, without.probabilities)
     used = a > b
-    return (with_colour if used else without), {
-        "used": used, "correct_accepted_with": a, "correct_accepted_without": b}
+    return ColourChoice(
+        with_colour if used else without,
+        {"used": used, "correct_accepted_with": a, "correct_accepted_without": b,
+         "served": "all evidence" if used else "without colour"},
+        {"all evidence": with_colour.probabilities, "without colour": without.probabilities})
+
+
+def colour_choice_sentence(summary: dict) -> str | None:
+    """One sentence on whether the colour gap is served and why (the training log and
+    report.md say it alike); None where no choice was made (no verification)."""
+    if "correct_accepted_with" not in summary:
+        return None
+    return (f"The colour gap is {'used' if summary['used'] else 'not used'} by this bundle's "
+            f"score: correct and accepted at 1% false alerts, studio + listing-style, out of "
+            f"fold, {summary['correct_accepted_with']:.3f} with it and "
+            f"{summary['correct_accepted_without']:.3f} without (the better is served: the "
+            f"\"{summary['served']}\" row).")
 
 
 def ablation_lines(table: dict[str, dict]) -> list[str]:

@@ -44,7 +44,11 @@ from matcher.model import backbone_config, build_model
 from matcher.preprocess import Preprocess
 from matcher.scoring import DUPLICATE_PHASH, DUPLICATE_SIMILARITY, VERIFY_FLOOR, fit_look
 from matcher.vlad import WORDS, fit_codebook
-from training.ablation import evidence_ablation, photo_scores_choosing_colour
+from training.ablation import (
+    colour_choice_sentence,
+    evidence_ablation,
+    photo_scores_choosing_colour,
+)
 from training.calibrate import (
     fit_listing_model,
     listing_scores,
@@ -260,11 +264,10 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     timings["cross_fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    scores, colour = photo_scores_choosing_colour(qs, local=req.local_features)
-    if "correct_accepted_with" in colour:
-        log(f"colour gap {'used' if colour['used'] else 'not used'}: out-of-fold correct and "
-            f"accepted at 1% FA (studio + listing) {colour['correct_accepted_with']:.3f} with "
-            f"it, {colour['correct_accepted_without']:.3f} without")
+    choice = photo_scores_choosing_colour(qs, local=req.local_features)
+    scores, colour = choice.scores, choice.summary
+    if sentence := colour_choice_sentence(colour):
+        log(sentence)
     fit_set = simulate_listings(qs, seed=req.seed + 1)
     listing_model = fit_listing_model(qs, scores.probabilities, fit_set)
     calib_set = simulate_listings(qs, seed=req.seed + 2)
@@ -275,7 +278,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     timings["calibration_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ablation = evidence_ablation(qs, local=req.local_features, probabilities=scores.probabilities)
+    ablation = evidence_ablation(qs, local=req.local_features, fitted=choice.fitted)
     timings["ablation_s"] = time.perf_counter() - t0
 
     # The served model: whitening on every photo and all its views but the phone views.

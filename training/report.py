@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from matcher.model import ArtefactClassifier  # noqa: E402
 from matcher.preprocess import Preprocess  # noqa: E402
-from training.ablation import ablation_lines  # noqa: E402
+from training.ablation import ablation_lines, colour_choice_sentence  # noqa: E402
 from training.catalogue import Photo  # noqa: E402
 from training.metrics import PPO_BUCKETS, SUMMARY_METRICS  # noqa: E402
 
@@ -338,13 +338,8 @@ def write_deploy_report(report: Path, info: dict, metrics: dict, *, plots: bool 
                   "queries; c&a: correct and accepted at 1% false alerts (threshold: the 99th "
                   "percentile of photos of uncatalogued objects and ordinary listings).", ""]
         lines += ablation_lines(metrics["evidence_ablation"])
-        colour = metrics.get("colour_gap", {})
-        if "correct_accepted_with" in colour:
-            lines += ["", f"The colour gap is {'used' if colour['used'] else 'not used'} by "
-                          f"this bundle's score: correct and accepted at 1% false alerts, "
-                          f"studio + listing-style, {colour['correct_accepted_with']:.3f} with "
-                          f"it and {colour['correct_accepted_without']:.3f} without (the "
-                          "better out of fold is served; \"all evidence\" is that score)."]
+        if sentence := colour_choice_sentence(metrics.get("colour_gap", {})):
+            lines += ["", sentence]
     lines += ["", "## Operating points (listing level)", "",
               "Thresholds per calibration cell (listing size, and the look of the listing's "
               "decisive photo: catalogue or marketplace) set on simulated listings of "

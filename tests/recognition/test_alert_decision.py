@@ -53,15 +53,18 @@ def test_bundle_promises_and_reports_the_baseline(deploy_bundle: Path) -> None:
     assert "pretrained" in report and "promised" in report
     by_kind = bundle.info["metrics"]["by_kind"]
     assert {"learned_top1", "baseline_top1", "first_candidate_top1"} <= set(by_kind["listing"])
-    # What each kind of evidence buys, beside the baseline; the "all evidence" row is the
-    # bundle's own out-of-fold score, the same first candidates the retrieval summary counts.
+    # What each kind of evidence buys, beside the baseline; the served row ("all evidence",
+    # or "without colour" where the colour gap did not pay) is the bundle's own out-of-fold
+    # score, the same first candidates the retrieval summary counts.
     metrics = json.loads((deploy_bundle / "report" / "metrics.json").read_text())
     ablation = metrics["evidence_ablation"]
+    served_row = metrics["colour_gap"]["served"]
+    assert served_row == ("all evidence" if metrics["colour_gap"]["used"] else "without colour")
     assert set(ablation) == {"pretrained kNN", "all evidence", "without distractor normalisation",
                              "without photo reuse", "without colour",
                              "without verification"}
     for kind in ("studio", "listing"):
-        assert ablation["all evidence"][kind]["top1"] == pytest.approx(
+        assert ablation[served_row][kind]["top1"] == pytest.approx(
             metrics["retrieval"][kind]["first_candidate_top1"])
         for row in ablation.values():
             assert 0.0 <= row[kind]["correct_accepted"] <= row[kind]["accepted"] <= 1.0
@@ -73,6 +76,7 @@ def test_bundle_promises_and_reports_the_baseline(deploy_bundle: Path) -> None:
     assert ("colour_gap" in served) == colour["used"]
     assert "log_h_inliers" in served
     assert ("The colour gap is used" in report) == colour["used"]
+    assert f'the "{served_row}" row' in report
 
 
 def test_a_broken_local_stage_codebook_is_a_clear_bundle_error(deploy_bundle: Path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.ablation import ablation_lines, open_set_row
+from training.ablation import ablation_lines, colour_choice_sentence, open_set_row
 
 
 def test_correct_and_accepted_counts_only_right_first_candidates_above_the_1_percent_cut(
@@ -34,3 +34,17 @@ def test_no_negatives_gives_top1_only_and_the_table_marks_what_is_missing() -> N
     assert row == {"queries": 2, "negatives": 0, "top1": 0.5}
     lines = ablation_lines({"all evidence": {"studio": row, "listing": {}}})
     assert lines[-1] == "| all evidence | 0.500 | - | - | - |"
+
+
+def test_the_colour_choice_sentence_names_the_served_row_and_is_absent_without_a_choice(
+) -> None:
+    used = {"used": True, "correct_accepted_with": 0.9, "correct_accepted_without": 0.8,
+            "served": "all evidence"}
+    assert colour_choice_sentence(used).startswith("The colour gap is used")
+    assert '0.900 with it and 0.800 without' in colour_choice_sentence(used)
+    assert 'the "all evidence" row' in colour_choice_sentence(used)
+    not_used = {**used, "used": False, "served": "without colour"}
+    assert colour_choice_sentence(not_used).startswith("The colour gap is not used")
+    assert 'the "without colour" row' in colour_choice_sentence(not_used)
+    assert colour_choice_sentence({"used": False, "reason": "no verification",
+                                   "served": "all evidence"}) is None
