@@ -74,6 +74,14 @@ def _masks(qs: QuerySet, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return positive, negative
 
 
+def _first_and_best(qs: QuerySet, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) first candidate object and its probability under a photo score's (n, candidates)
+    out-of-fold probabilities."""
+    top = np.argmax(probs, 1)[:, None]
+    return (np.take_along_axis(qs.candidates.objects, top, 1)[:, 0],
+            np.take_along_axis(probs, top, 1)[:, 0])
+
+
 def evidence_ablation(qs: QuerySet, *, local: bool = True, folds: int = 5,
                       fitted: Mapping[str, np.ndarray] | None = None,
                       variants: Sequence[str] = tuple(VARIANTS)) -> dict[str, dict]:
@@ -100,9 +108,7 @@ def evidence_ablation(qs: QuerySet, *, local: bool = True, folds: int = 5,
             probs = fit_photo_scores(qs, folds=folds, use_local=local and bool(verification),
                                      features=features, verification=verification
                                      ).probabilities
-        top = np.argmax(probs, 1)
-        first = np.take_along_axis(qs.candidates.objects, top[:, None], 1)[:, 0]
-        best = np.take_along_axis(probs, top[:, None], 1)[:, 0]
+        first, best = _first_and_best(qs, probs)
         out[name] = {}
         for kind in KINDS:
             positive, negative = _masks(qs, kind)
@@ -113,9 +119,7 @@ def evidence_ablation(qs: QuerySet, *, local: bool = True, folds: int = 5,
 def open_set_total(qs: QuerySet, probs: np.ndarray) -> float:
     """Correct and accepted at `FA_RATE`, studio plus listing-style out-of-fold queries: the
     open-set figure a reviewer's workload depends on, for choosing between photo scores."""
-    top = np.argmax(probs, 1)
-    first = np.take_along_axis(qs.candidates.objects, top[:, None], 1)[:, 0]
-    best = np.take_along_axis(probs, top[:, None], 1)[:, 0]
+    first, best = _first_and_best(qs, probs)
     return float(sum(open_set_row(qs.label, first, best, *_masks(qs, kind)).get(
         "correct_accepted", 0.0) for kind in KINDS))
 
