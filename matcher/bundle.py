@@ -6,7 +6,8 @@ learned whitening; `paper`: the paper's finetuned classifier head), architecture
 resolution and mean/std, the ordered object ids it was trained on, embedding dimension, the
 calibrated score (`score`, see `matcher.scoring`) and the listing-level thresholds per operating
 point with the false-alert rates they promise, metrics, the training manifest hash, the
-pretrained source and when it was made. `distractors.safetensors` holds the distractor bank's
+pretrained source, the number format its backbone was calibrated in (`matcher.precision`)
+and when it was made. `distractors.safetensors` holds the distractor bank's
 embeddings (the background `matcher.evidence` normalises similarities against);
 `vlad.safetensors` the visual words of the local first stage (`matcher.vlad`), when the
 bundle has one (`local_first_stage` in bundle.json). Preprocessing
@@ -17,6 +18,7 @@ original.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +31,10 @@ from safetensors.torch import load_file, save_file
 
 from matcher.evidence import LOCAL_CANDIDATES
 from matcher.model import ArtefactClassifier
+from matcher.precision import inference_precision, served_forward
 from matcher.preprocess import Preprocess
 
+log = logging.getLogger(__name__)
 BUNDLE_JSON = "bundle.json"
 WEIGHTS = "model.safetensors"
 BANK_FILE = "distractors.safetensors"
@@ -177,6 +181,11 @@ class Bundle:
         # channels_last on the CPU too: measured ~2x the forward rate of Lite0 at 224 on this
         # project's 2-core machine (oneDNN's NHWC convolutions), the same outputs.
         model = model.to(dev).eval().to(memory_format=torch.channels_last)
+        calibrated_in = info.get("inference_precision")
+        if calibrated_in and calibrated_in != inference_precision(dev):
+            log.warning("bundle %s was calibrated on %s features, this %s serves %s ones "
+                        "(matcher.precision: features within ~0.9995 cosine)", path,
+                        calibrated_in, dev.type, inference_precision(dev))
         return cls(path, info, model, dev)
 
     @property
@@ -221,16 +230,13 @@ class Bundle:
 
         `pixels`: N x R x R x 3 uint8 (what `Preprocess.fit` / `matcher.decode` produce), on
         the CPU or already on the model's device. Normalised on the device (uint8 travels,
-        4x less than floats); NHWC memory viewed as NCHW is channels_last already. On CUDA
-        the forward runs under bfloat16 autocast.
+        4x less than floats); NHWC memory viewed as NCHW is channels_last already. The
+        backbone runs in `matcher.precision`'s format for the device (bfloat16 on CUDA and on
+        CPUs with native bfloat16), the whitening and the head in float32.
         """
         x = self.preprocess.normalise(pixels.to(self.device, non_blocking=True))
         x = x.contiguous(memory_format=torch.channels_last)
-        if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out, emb = self.model.forward_both(x)
-        else:
-            out, emb = self.model.forward_both(x)
+        out, emb = served_forward(self.model, x, self.device)
         return out.float().cpu(), emb.float().cpu()
 
     def forward(

@@ -116,7 +116,11 @@ class ArtefactClassifier(nn.Module):
 
     def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits N x classes, or N x 0 without a head; embedding N x embedding_dim)."""
-        feats = self.backbone(x)
+        return self.heads(self.backbone(x))
+
+    def heads(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward_both` from pooled features (N x feature_dim): the part after the backbone,
+        which inference keeps in float32 when the backbone ran in bfloat16."""
         logits = self.head(feats) if self.head is not None else feats.new_zeros((len(feats), 0))
         return logits, self.embed_features(feats)
 

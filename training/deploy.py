@@ -41,6 +41,7 @@ from matcher.bundle import (
 )
 from matcher.evidence import BACKGROUND_K, CANDIDATES, PHASH_NEAR, VERIFIED
 from matcher.model import backbone_config, build_model
+from matcher.precision import inference_precision
 from matcher.preprocess import Preprocess
 from matcher.scoring import DUPLICATE_PHASH, DUPLICATE_SIMILARITY, VERIFY_FLOOR, fit_look
 from matcher.vlad import WORDS, fit_codebook
@@ -214,7 +215,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         raise ValueError(f"the catalogue has {len(objects)} object(s); need at least 2")
     device = torch.device(req.device)
     model, pretrained_used = build_model(req.architecture, 0, pretrained=req.pretrained)
-    log(f"backbone {req.architecture} (frozen), pretrained: {pretrained_used}")
+    log(f"backbone {req.architecture} (frozen), pretrained: {pretrained_used}, inference in "
+        f"{inference_precision(device)}")
     cfg = backbone_config(req.architecture)
     resolution = req.resolution or cfg.resolution
     preprocess = Preprocess(resolution, cfg.mean, cfg.std)
@@ -383,6 +385,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         "manifest_hash": catalogue.manifest_hash(),
         "catalogue": catalogue.origin,
         "pretrained_source": pretrained_used,
+        "inference_precision": inference_precision(device),
         "train_config": {k: v for k, v in asdict(req).items()
                          if k not in ("out", "distractor_images")},
         **({"local_first_stage": local_stage_info(codebook)} if codebook is not None else {}),

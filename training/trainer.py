@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from matcher.model import ArtefactClassifier
+from matcher.precision import served_forward
 from training.catalogue import Photo
 from training.data import Augment, PixelCache, iterate_batches
 from training.paper import PAPER_LR
@@ -65,7 +66,8 @@ def lr_at(step: int, total: int, warmup: int, base: float, schedule: str) -> flo
 
 
 def autocast(device: torch.device):  # noqa: ANN201 - context manager
-    """bf16 autocast on CUDA, nothing elsewhere (CPU bf16 is slower than fp32 here)."""
+    """Training steps: bf16 autocast on CUDA, nothing elsewhere (a CPU backward pass in bf16
+    was slower than fp32 here). Inference follows `matcher.precision` instead."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
@@ -93,12 +95,13 @@ def infer(
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(logits N x C float32, L2-normalised embeddings N x D float32) in eval mode."""
+    """(logits N x C float32, L2-normalised embeddings N x D float32) in eval mode, in the
+    number format the matcher will serve them in (`matcher.precision`): the temperature and
+    thresholds calibrated on these outputs hold for the served ones."""
     model.eval()
     logits, embeds = [], []
     for chunk, x in iterate_batches(photos, batch_size, cache):
-        with autocast(device):
-            out, emb = model.forward_both(to_device(x, device))
+        out, emb = served_forward(model, to_device(x, device), device)
         logits.append(out.float().cpu())
         embeds.append(emb.float().cpu())
         if progress:

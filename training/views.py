@@ -27,6 +27,7 @@ image are extracted in the workers too.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from artwatch.demo.marketplace import (
     simulate_listing_photo,
 )
 from artwatch.images.decode import perceptual_hash_pair
+from matcher.precision import backbone_autocast
 from matcher.preprocess import Preprocess
 from matcher.verify import MAX_SIDE, LocalFeatures, extract
 from training.catalogue import Photo
@@ -204,10 +206,8 @@ def _pooled(model: torch.nn.Module, pixels: np.ndarray, preprocess: Preprocess,
             device: torch.device) -> np.ndarray:
     x = preprocess.normalise(torch.from_numpy(pixels)).to(device)
     x = x.contiguous(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            return model(x).float().cpu().numpy()
-    return model(x).float().cpu().numpy()
+    with backbone_autocast(device):  # the matcher's number format (`matcher.precision`)
+        return model(x).float().cpu().numpy()
 
 
 def render_views(
@@ -254,6 +254,11 @@ def render_views(
         pending.clear()
 
     _photos, _preprocess = photos, preprocess
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and workers > 1:
+        # The workers keep `workers` cores busy; a backbone with more threads than the cores
+        # left only contends with them (2 cores, 2 workers: 21.4 -> 23.2 images/s with 1).
+        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
     try:
         tasks = [(i, job) for i in range(n)]
         if workers <= 1:
@@ -276,6 +281,7 @@ def render_views(
                 pool.shutdown(cancel_futures=True)
     finally:
         _photos, _preprocess = (), None
+        torch.set_num_threads(threads)
     if out is None:
         out = np.zeros((0, per_photo, 1), np.float32)
     return ViewSet(

@@ -35,6 +35,7 @@ from artwatch.images.decode import hamming, perceptual_hash
 from matcher.bundle import VLAD_FILE, Bundle, BundleError
 from matcher.catalogue_index import CatalogueIndex
 from matcher.indexing import index_catalogue
+from matcher.precision import inference_precision
 from matcher.retrohunt import run_hunt, start_hunt
 from matcher.scoring import LOOKS, bucket_of, operating_point
 
@@ -42,6 +43,8 @@ from matcher.scoring import LOOKS, bucket_of, operating_point
 def test_bundle_promises_and_reports_the_baseline(deploy_bundle: Path) -> None:
     bundle = Bundle.load(deploy_bundle)
     assert bundle.info["recipe"] == "deploy" and bundle.bank.shape[1] == bundle.embedding_dim
+    # calibrated on features in the format this machine serves (`matcher.precision`)
+    assert bundle.info["inference_precision"] == inference_precision(bundle.device)
     for name in ("precision_0.95", "precision_0.99", "alerts_per_1000_5"):
         point = operating_point(bundle.thresholds, name)
         cells = {f"{size}/{look}" for size in ("1", "2", "3-4", "5-8") for look in LOOKS}

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from matcher.bundle import Bundle, BundleError, save_bundle
 from matcher.model import ArtefactClassifier
+from matcher.precision import served_forward
 from training.catalogue import load_manifest
 from training.cli import app
 from training.evaluate import EnsembleError, evaluate_bundles
@@ -140,8 +141,9 @@ def test_bundle_round_trip_identical(tmp_path: Path) -> None:
 
     images = [Image.new("RGB", (60, 30), (200, 10, 10)), Image.new("RGB", (20, 50), (0, 90, 9))]
     x = loaded.preprocess.batch(images)
-    with torch.no_grad():
-        expected = torch.softmax(model(x) / 1.7, dim=1).numpy()
+    with torch.no_grad():  # in the number format the matcher serves on this CPU
+        logits, _ = served_forward(model, x, torch.device("cpu"))
+        expected = torch.softmax(logits / 1.7, dim=1).numpy()
     assert np.array_equal(loaded.predict(images).probs, expected)
     assert np.array_equal(loaded.embed(images), Bundle.load(tmp_path / "b").embed(images))
     weights = tmp_path / "b" / "model.safetensors"
