@@ -9,12 +9,15 @@ words, unless `--vlad-words 0`: every listing photo's RootSIFT extracted, its VL
 2 nominees verified against catalogue photos' cached random local features):
 
 1. raw forward: the bundle's forward on already-decoded 224 x 224 uint8 batches
-   (`Bundle.forward_pixels`), photos/s; measured before and after the end-to-end runs and
-   averaged (the machine is shared);
+   (`Bundle.forward_pixels`, one pass), photos/s; measured before and after the end-to-end
+   runs and averaged (the machine is shared);
 2. end to end: JPEG listing photos (1024 x 768 and 1600 x 1200, quality 85, half each) stored
    in the image store, one `matcher.match_images` message per listing of 2 photos (as the
    crawler sends), a real Celery matcher worker, until every photo has its prediction row
-   and every listing its score row in PostgreSQL: photos/s, and as a share of (1);
+   and every listing its score row in PostgreSQL: photos/s, and as a share of (1). The bundle
+   embeds queries from their object crops as a trained one does (`matcher.crop`: a second
+   pass for the photos its maps put a box in, cut from the full photo; the share of photos
+   cropped is printed; `--no-query-crop` for a bundle without);
 3. one photo per task: the same with `ARTWATCH_MATCHER_BATCH_SIZE=1` and a message per photo;
 4. retrieval: top-10 over `--catalogue` (1,000,000) L2-normalised embeddings of the bundle's
    dimension for a batch of 256 queries, chunked as the matcher does
@@ -149,7 +152,8 @@ class World:
         accessions = [f"OBJ.{i:05d}" for i in range(objects)]
         write_untrained_bundle(path, name="bench", objects=accessions, architecture=ARCH,
                                resolution=backbone_config(ARCH).resolution, dim=DIM,
-                               vlad_words=self.args.vlad_words)
+                               vlad_words=self.args.vlad_words,
+                               query_crop=not self.args.no_query_crop)
         rng = np.random.default_rng(0)
         with self.conn() as conn:
             bundle_id = conn.execute(
@@ -478,6 +482,8 @@ def main() -> None:
                         help="bundle classes (1000; 200 with --quick)")
     parser.add_argument("--vlad-words", type=int, default=64,
                         help="the bundle's local first stage (the recipe's 64); 0: none")
+    parser.add_argument("--no-query-crop", action="store_true",
+                        help="a bundle whose queries are embedded whole (no object crop pass)")
     parser.add_argument("--admin-url", default=None,
                         help="a PostgreSQL to use instead of the embedded one")
     args = parser.parse_args()
@@ -527,6 +533,10 @@ def main() -> None:
         before, before_cpu = raw_forward(bundle, pixels, batch, forward_s)
         log(f"raw forward {before:.1f} photos/s; end to end ...")
         e2e, e2e_cpu = world.run_worker(main_ids, warm_ids, batch, False, 600 + photos / 5)
+        with world.conn() as conn:  # photos embedded from an object crop (matcher.crop)
+            figures["cropped"] = conn.execute(
+                "SELECT avg((whole IS NOT NULL)::int)::float AS share FROM embeddings "
+                "WHERE image_id = ANY(%s)", (main_ids,)).fetchone()["share"] or 0.0
         log(f"end to end {e2e:.1f} photos/s; one photo per task ...")
         one, one_cpu = world.run_worker(single_ids, warm_ids[:2], 1, True, 600 + single)
         log("raw forward (after) ...")
@@ -563,6 +573,8 @@ def main() -> None:
               f"{sum(rates) / len(rates):12.1f}   ({', '.join(f'{r:.1f}' for r in rates)})")
     print(f"{'end to end (JPEG in store -> rows in PostgreSQL), photos/s':58} "
           f"{figures['e2e']:12.1f}")
+    print(f"{'share of end-to-end photos embedded from an object crop':58} "
+          f"{figures['cropped']:12.2f}")
     print(f"{'one photo per task (batch size 1), photos/s':58} {figures['one']:12.1f}")
     print(f"{'photos per CPU-second: raw forward':58} {figures['raw_cpu']:12.2f}")
     print(f"{'photos per CPU-second: end to end (worker + PostgreSQL + Redis)':58} "

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from matcher.evidence import LOCAL_CANDIDATES
 from matcher.model import ArtefactClassifier
-from matcher.precision import inference_precision, served_forward
+from matcher.precision import inference_precision, served_forward, served_maps
 from matcher.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,29 @@ class Bundle:
         x = x.contiguous(memory_format=torch.channels_last)
         out, emb = served_forward(self.model, x, self.device)
         return out.float().cpu(), emb.float().cpu()
+
+    @torch.inference_mode()
+    def forward_maps(self, pixels: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """(last feature maps N x C x h x w float32 numpy, pooled features N x C float32 on
+        the CPU) for model-input pixels as `forward_pixels` takes them: the first pass of
+        a query photo whose object crop (`matcher.crop`) may be embedded instead."""
+        x = self.preprocess.normalise(pixels.to(self.device, non_blocking=True))
+        x = x.contiguous(memory_format=torch.channels_last)
+        maps, pooled = served_maps(self.model.backbone, x, self.device)
+        return maps.cpu().numpy(), pooled.cpu()
+
+    @torch.inference_mode()
+    def forward_pooled(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(raw logits, L2-normalised embeddings) from pooled features (N x C float32): the
+        whitening and head of `forward_pixels`, in float32."""
+        out, emb = self.model.heads(pooled.to(self.device).float())
+        return out.float().cpu(), emb.float().cpu()
+
+    @property
+    def crops_queries(self) -> bool:
+        """Whether this bundle was calibrated on queries embedded from their object crops
+        (`query_crop` in bundle.json): then the matcher must embed them so too."""
+        return bool(self.info.get("query_crop"))
 
     def forward(
         self, images: Sequence[Image.Image], batch_size: int = 64

@@ -15,19 +15,32 @@ What it buys is measured, not assumed (`benchmarks/object_crop.py`, the recognit
 benchmark's photos, pretrained kNN, 2026-11-30): every photo embedded from its crop reads
 listing-style top-1 +3.5 / +2.0 points (COIL-100 / generated catalogue), phone photos of the
 object small on a busy surface +8.5 / +12.5, studio photos +0.2 / +0.3; pooling the first
-pass's map over the mask alone (no second pass) keeps under half of that. Not yet in the
-served path: serving it means the second pass for every query photo and every calibration
-query, so that the calibrated score learns from cropped queries (docs/recognition.md).
+pass's map over the mask alone (no second pass) keeps under half of that.
+
+Served for queries only (`cropped_features`): a listing photo whose box covers less than
+`CROP_BELOW` of it is embedded from the crop; catalogue photos stay whole (cropping them too
+added nothing through a trained bundle). The same function embeds the calibration's query
+images in training (`training.views`) and listing photos in the matcher
+(`matcher.inference`), so the calibrated score learns from what it is served. A bundle says
+so in bundle.json (`query_crop`); bundles without it are served whole photos, as calibrated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
+from matcher.preprocess import Preprocess
+
 MARGIN = 0.15  # of the box's width / height, on each side: context at the object's edge
+# A box covering at least this share of the photo is the whole photo for recognition: the
+# object already fills it (a studio or museum photo), and a second pass would embed nearly
+# the same pixels again.
+CROP_BELOW = 0.9
 
 
 @dataclass(frozen=True)
@@ -91,3 +104,56 @@ def object_box(feature_map: np.ndarray, photo_size: tuple[int, int], input_size:
     right = int(np.clip(np.ceil((x1 + grow_x - offset_x) * scale), left + 1, width))
     bottom = int(np.clip(np.ceil((y1 + grow_y - offset_y) * scale), top + 1, height))
     return Box(left, top, right, bottom, (right - left) * (bottom - top) / (width * height))
+
+
+def crop_info() -> dict[str, object]:
+    """What a bundle records as `query_crop` when its queries are embedded from their crops."""
+    return {"method": "SCDA", "margin": MARGIN, "crop_below": CROP_BELOW}
+
+
+def query_box(feature_map: np.ndarray, photo_size: tuple[int, int],
+              preprocess: Preprocess) -> Box | None:
+    """The crop a query photo is recognised from, or None for the whole photo (the box covers
+    `CROP_BELOW` of it or more). `feature_map` as in `object_box`, for the photo fitted by
+    `preprocess`; `photo_size`: the photo's (width, height) in pixels."""
+    box = object_box(feature_map, photo_size, preprocess.resolution,
+                     preprocess.fitted_size(*photo_size))
+    return box if box.area_share < CROP_BELOW else None
+
+
+def cropped_features(
+    pooled: np.ndarray,
+    maps: np.ndarray,
+    sizes: Sequence[tuple[int, int] | None],
+    load: Callable[[int], Image.Image | None],
+    preprocess: Preprocess,
+    pool: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, list[Box | None]]:
+    """Query photos' served pooled features: each photo's own, or its object crop's.
+
+    `pooled` (n x d) and `maps` (n x c x h x w): the first pass over the photos' model inputs;
+    `sizes[i]`: photo i's (width, height), None to keep it whole; `load(i)`: photo i at full
+    resolution (None when it cannot be read now: kept whole); `pool`: model-input pixels
+    (m x R x R x 3 uint8) -> pooled features (m x d), the same backbone and number format as
+    the first pass. Returns (features n x d float32, boxes: each photo's crop in its full
+    picture's pixels, None where whole). Training's views step and the matcher both call this,
+    so calibration sees queries exactly as they are served.
+    """
+    out = np.array(pooled, dtype=np.float32, copy=True)
+    boxes: list[Box | None] = [None] * len(out)
+    rows, pixels = [], []
+    for i, size in enumerate(sizes):
+        if size is None or query_box(maps[i], size, preprocess) is None:
+            continue
+        image = load(i)
+        if image is None:
+            continue
+        box = query_box(maps[i], image.size, preprocess)  # the size the pixels really have
+        if box is None:
+            continue
+        rows.append(i)
+        boxes[i] = box
+        pixels.append(preprocess.fit(image.crop(box.as_tuple())))
+    if rows:
+        out[rows] = pool(np.stack(pixels))
+    return out, boxes

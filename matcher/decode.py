@@ -62,10 +62,12 @@ class PhotoReadError(Exception):
 
 @dataclass(frozen=True)
 class Photo:
-    """A stored photo to decode: its images.id and content address."""
+    """A stored photo to decode: its images.id, content address and, when known, its
+    (width, height) as stored (upright: what `matcher.crop` maps a crop to)."""
 
     image_id: int
     sha256: str
+    size: tuple[int, int] | None = None
 
 
 @dataclass
@@ -309,5 +311,7 @@ class JpegTensorDecoder:
 
 
 def photos_of(rows: Iterable[dict]) -> list[Photo]:
-    """Photo refs from `images` rows (id, sha256)."""
-    return [Photo(int(r["id"]), str(r["sha256"]).strip()) for r in rows]
+    """Photo refs from `images` rows (id, sha256, and width / height where selected)."""
+    return [Photo(int(r["id"]), str(r["sha256"]).strip(),
+                  (int(r["width"]), int(r["height"])) if r.get("width") else None)
+            for r in rows]

@@ -23,20 +23,26 @@ from matcher.catalogue_index import cached_local_features
 from matcher.evidence import backgrounds
 
 UPSERT_EMBEDDINGS = """
-INSERT INTO embeddings (bundle_id, image_id, vector, background)
-SELECT %s, u.image_id, u.vector, u.background
-  FROM unnest(%s::bigint[], %s::bytea[], %s::real[]) AS u(image_id, vector, background)
+INSERT INTO embeddings (bundle_id, image_id, vector, background, whole)
+SELECT %s, u.image_id, u.vector, u.background, u.whole
+  FROM unnest(%s::bigint[], %s::bytea[], %s::real[], %s::bytea[])
+       AS u(image_id, vector, background, whole)
 ON CONFLICT (bundle_id, image_id) DO UPDATE
-   SET vector = EXCLUDED.vector, background = EXCLUDED.background
+   SET vector = EXCLUDED.vector, background = EXCLUDED.background, whole = EXCLUDED.whole
 """
 
 
 def store_embeddings(conn: psycopg.Connection, bundle_id: int, image_ids: Sequence[int],
-                     vectors: np.ndarray, background: Sequence[float] | None = None) -> None:
-    """Upsert float32 little-endian vectors (and catalogue backgrounds) under `bundle_id`."""
+                     vectors: np.ndarray, background: Sequence[float] | None = None,
+                     wholes: Sequence[np.ndarray | None] | None = None) -> None:
+    """Upsert float32 little-endian vectors (and catalogue backgrounds) under `bundle_id`;
+    `wholes[i]`: the whole picture's embedding of a photo whose vector is its object crop's
+    (None where the vector is the whole picture's)."""
     blobs = [np.asarray(v, dtype="<f4").tobytes() for v in vectors]
     bg = [None] * len(blobs) if background is None else [float(b) for b in background]
-    conn.execute(UPSERT_EMBEDDINGS, (bundle_id, list(image_ids), blobs, bg))
+    whole = [None if w is None else np.asarray(w, dtype="<f4").tobytes()
+             for w in (wholes if wholes is not None else [None] * len(blobs))]
+    conn.execute(UPSERT_EMBEDDINGS, (bundle_id, list(image_ids), blobs, bg, whole))
 
 
 def unindexed_catalogue_photos(conn: psycopg.Connection, bundle_id: int) -> list[dict]:

@@ -68,3 +68,14 @@ def served_forward(model: ArtefactClassifier, x: torch.Tensor,
     with backbone_autocast(device):
         feats = model.features(x)
     return model.heads(feats.float())
+
+
+def served_maps(backbone: torch.nn.Module, x: torch.Tensor,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(last feature maps N x C x h x w, pooled features N x C), float32, from a timm backbone
+    built with `num_classes=0` (so `forward_head(pre_logits=True)` is its own pooling: the
+    pooled features equal `backbone(x)`). The maps say where the object is (`matcher.crop`)."""
+    with backbone_autocast(device):
+        maps = backbone.forward_features(x)
+        pooled = backbone.forward_head(maps, pre_logits=True)
+    return maps.float(), pooled.float()

@@ -182,7 +182,7 @@ class Recogniser:
         clock = time.perf_counter()
         rows = conn.execute(
             """
-            SELECT i.id, i.sha256, i.phash, i.phash_mirror FROM images i
+            SELECT i.id, i.sha256, i.phash, i.phash_mirror, i.width, i.height FROM images i
              WHERE i.id = ANY(%s) AND NOT EXISTS (
                    SELECT 1 FROM predictions p WHERE p.image_id = i.id AND p.bundle_id = %s)
              ORDER BY i.id
@@ -207,8 +207,9 @@ class Recogniser:
         scores = self.score(batch.embeddings, phashes, [r["sha256"].strip() for r in kept])
         self.timings["evidence_s"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        self._write_predictions(conn, [int(r["id"]) for r in kept], batch.embeddings, phashes,
-                                scores)
+        ids = [int(r["id"]) for r in kept]
+        self._write_predictions(conn, ids, batch.embeddings, phashes, scores,
+                                wholes=[batch.wholes.get(i) for i in ids])
         self.timings["write_s"] += time.perf_counter() - clock
         return len(kept)
 
@@ -235,7 +236,8 @@ class Recogniser:
 
     def _write_predictions(self, conn: psycopg.Connection, ids: list[int],
                            embeddings: np.ndarray, phashes: Sequence[tuple[int, int]],
-                           scores: PhotoScores, replace: bool = False) -> None:
+                           scores: PhotoScores, replace: bool = False,
+                           wholes: Sequence[np.ndarray | None] | None = None) -> None:
         params = []
         for qi, image_id in enumerate(ids):
             payload = self.payload(scores, qi, embeddings[qi])
@@ -257,7 +259,7 @@ class Recogniser:
                 params,
             )
             if not replace:
-                store_embeddings(conn, self.bundle_id, ids, embeddings)
+                store_embeddings(conn, self.bundle_id, ids, embeddings, wholes=wholes)
 
     # --- listings -----------------------------------------------------------------------
 
@@ -266,7 +268,7 @@ class Recogniser:
         """Decide one listing from its photos' predictions; return new or changed matches."""
         photos = conn.execute(
             """
-            SELECT DISTINCT ON (li.image_id) li.image_id, p.topk, e.vector, i.phash
+            SELECT DISTINCT ON (li.image_id) li.image_id, p.topk, e.vector, e.whole, i.phash
               FROM listing_images li
               JOIN predictions p ON p.image_id = li.image_id AND p.bundle_id = %s
               JOIN images i ON i.id = li.image_id
@@ -281,7 +283,11 @@ class Recogniser:
         dim = self.bundle.embedding_dim
         embeddings = np.stack([_vector(p["vector"]) if p["vector"] is not None
                                else np.zeros(dim, np.float32) for p in photos])
-        groups = duplicate_groups(embeddings, [int(p["phash"]) for p in photos])
+        # The same picture is a question about whole pictures: a photo embedded from its
+        # object crop is compared by its whole picture's embedding (`embeddings.whole`).
+        wholes = np.stack([_vector(p["whole"]) if p["whole"] is not None else embeddings[i]
+                           for i, p in enumerate(photos)])
+        groups = duplicate_groups(wholes, [int(p["phash"]) for p in photos])
         per_photo = [{int(c["object_id"]): float(c["p"]) for c in p["topk"].get("candidates", [])}
                      for p in photos]
         fused = fuse_listing(self.spec, per_photo, groups)

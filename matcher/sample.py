@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from matcher.bundle import local_stage_info, save_bundle, save_codebook
+from matcher.crop import crop_info
 from matcher.evidence import GLOBAL_FEATURES
 from matcher.model import ArtefactClassifier, backbone_config
 from matcher.scoring import LISTING_FEATURES, bucket_keys
@@ -54,12 +55,13 @@ UNTRAINED_THRESHOLDS: dict[str, Any] = {
 def write_untrained_bundle(path: Path, *, name: str, objects: list[str],
                            architecture: str = "tf_efficientnet_lite0",
                            resolution: int = 64, dim: int = UNTRAINED_DIM,
-                           vlad_words: int = 0) -> Path:
+                           vlad_words: int = 0, query_crop: bool = True) -> Path:
     """Write the bundle directory `path` (embeddings of `dim` dimensions); returns it.
 
     `vlad_words` > 0: with a local first stage of that many random visual words (the
     matcher's work per photo is then a trained bundle's: RootSIFT, VLAD search, nominees
-    verified)."""
+    verified). `query_crop`: queries embedded from their object crops as a trained bundle's
+    are (`matcher.crop`; the random backbone's maps decide where)."""
     model = ArtefactClassifier(architecture, 0, whitening_dim=dim)
     cfg = backbone_config(architecture)
     codebook = None
@@ -74,6 +76,8 @@ def write_untrained_bundle(path: Path, *, name: str, objects: list[str],
         "temperature": UNTRAINED_SCORE["temperature"],
         "score": UNTRAINED_SCORE, "thresholds": UNTRAINED_THRESHOLDS,
         **({"local_first_stage": local_stage_info(codebook)} if codebook is not None else {}),
+        **({"query_crop": crop_info()}
+           if query_crop else {}),
     })
     if codebook is not None:
         save_codebook(path, codebook)

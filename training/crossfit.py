@@ -126,8 +126,9 @@ class Distractors:
     """Pooled features of ordinary listing photos: a background bank and negative queries."""
 
     bank: np.ndarray  # (b x d)
-    queries: np.ndarray  # (q x d)
+    queries: np.ndarray  # (q x d), as the matcher serves them (`training.views.query_features`)
     query_images: list[QueryImage]
+    whole: np.ndarray  # (q x d), the queries' whole photos (the pretrained kNN baseline's)
 
 
 _verify_state: dict[str, object] = {}
@@ -228,15 +229,15 @@ def world_evidence(
             phash=photo_hash[ref],
         )
         ref_has = set(photo_obj[ref].tolist())
-        q_raw, q_info = _world_queries(world, photos, views, distractors, plan, out,
-                                       query_views, photo_obj, ref_has)
+        q_raw, q_whole, q_info = _world_queries(world, photos, views, distractors, plan, out,
+                                                query_views, photo_obj, ref_has)
         q_feats = fit.apply(q_raw) if len(q_raw) else np.zeros((0, fit.dim), np.float32)
         marketplace = np.concatenate([fit.apply(views.views[ref, j]) for j in train_views]
                                      + [bank])
         q_look = (photo_looks({"look": fit_look(refs.embeddings, marketplace)}, q_feats)
                   if len(marketplace) else None)
         ranked, ranked_sim = rank_objects(q_feats, refs.embeddings, refs.objects)
-        baseline, baseline_sim = rank_objects(_l2(q_raw), _l2(views.originals[ref]),
+        baseline, baseline_sim = rank_objects(_l2(q_whole), _l2(views.originals[ref]),
                                               refs.objects)
         qimages = [info["image"] for info in q_info]
         q_local = None
@@ -295,33 +296,40 @@ def _world_queries(
     photo_obj: np.ndarray,
     ref_has: set[int],
 ) -> tuple[np.ndarray, list[dict]]:
-    """The world's query images (see the module docstring): pooled features and what they are."""
+    """The world's query images (see the module docstring): pooled features as the matcher
+    serves them (`ViewSet.queried`: object crops where `matcher.crop` cuts one), the whole
+    photos' pooled features (the pretrained kNN baseline's), and what they are."""
     feats: list[np.ndarray] = []
+    wholes: list[np.ndarray] = []
     info: list[dict] = []
 
-    def add(feature: np.ndarray, photo: int, kind: str, image: QueryImage, key: str) -> None:
-        label = int(photo_obj[photo]) if photo >= 0 else -1
+    def add(feature: np.ndarray, whole: np.ndarray, photo: int, kind: str, image: QueryImage,
+            key: str, label: int | None = None) -> None:
+        label = (int(photo_obj[photo]) if photo >= 0 else -1) if label is None else label
         feats.append(feature)
+        wholes.append(whole)
         info.append({"photo": photo, "kind": kind, "image": image, "key": key, "label": label,
-                     "positive": photo >= 0 and label in ref_has})
+                     "positive": label >= 0 and label in ref_has})
 
     same = plan.same_photo_queries(world) & ~out
+    served = views.queried
     for i in range(len(photos)):
         images = views.queries[i]
         if out[i]:
-            add(views.originals[i], i, STUDIO, images[0], f"{i}:studio")
+            add(served[i, 0], views.originals[i], i, STUDIO, images[0], f"{i}:studio")
         if out[i] or same[i]:
             for j in range(query_views):
-                add(views.views[i, j], i, images[1 + j].kind, images[1 + j],
+                add(served[i, 1 + j], views.views[i, j], i, images[1 + j].kind, images[1 + j],
                     f"{i}:listing:{j}")
-            add(views.reuse[i], i, REUSE, images[-2], f"{i}:reuse")
+            add(served[i, -2], views.reuse[i], i, REUSE, images[-2], f"{i}:reuse")
         if same[i]:  # a different picture with this reference photo's hash: no object
-            feats.append(views.twin[i])
-            info.append({"photo": i, "kind": TWIN, "image": images[-1], "key": f"{i}:twin",
-                         "label": -1, "positive": False})
+            add(served[i, -1], views.twin[i], i, TWIN, images[-1], f"{i}:twin", label=-1)
     for d in range(world, len(distractors.queries), plan.k):
-        add(distractors.queries[d], -1, DISTRACTOR, distractors.query_images[d], f"d:{d}")
-    return (np.stack(feats) if feats else np.zeros((0, views.originals.shape[1]))), info
+        add(distractors.queries[d], distractors.whole[d], -1, DISTRACTOR,
+            distractors.query_images[d], f"d:{d}")
+    empty = np.zeros((0, views.originals.shape[1]), np.float32)
+    return ((np.stack(feats) if feats else empty), (np.stack(wholes) if wholes else empty),
+            info)
 
 
 def _concatenate(objects: list[str], parts: list[dict], n_distractors: int) -> QuerySet:

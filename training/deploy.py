@@ -39,6 +39,7 @@ from matcher.bundle import (
     save_bundle,
     save_codebook,
 )
+from matcher.crop import crop_info
 from matcher.evidence import BACKGROUND_K, CANDIDATES, PHASH_NEAR, VERIFIED
 from matcher.model import backbone_config, build_model
 from matcher.precision import inference_precision
@@ -59,7 +60,18 @@ from training.calibrate import (
 )
 from training.catalogue import Catalogue, Photo
 from training.crossfit import TEMPERATURE, Distractors, QuerySet, plan_worlds, world_evidence
-from training.views import QueryImage, pooled_features, render_views
+from training.views import (
+    LISTING,
+    PHONE,
+    REUSE,
+    STUDIO,
+    TWIN,
+    QueryImage,
+    ViewSet,
+    pooled_features,
+    query_features,
+    render_views,
+)
 from training.whitening import default_dim, default_shrink, fit_whitening
 
 RECIPE = "deploy"
@@ -82,6 +94,7 @@ class DeployRequest:
     dim_cap: int = 256  # largest embedding (`training.whitening.default_dim`: 128 to 256)
     distractors: int = 240  # generated ordinary-listing photos (half bank, half negatives)
     local_features: bool = True
+    query_crop: bool = True  # queries embedded from their object crop (`matcher.crop`)
     vlad_words: int = WORDS  # the local first stage's codebook (`matcher.vlad`); 0: none
     precisions: Sequence[float] = (0.90, 0.95, 0.99)
     budgets: Sequence[float] = (5.0,)
@@ -128,8 +141,9 @@ def generated_distractors(count: int, seed: int, workers: int = 2) -> list:
 
 
 def distractor_set(images: Sequence, backbone: torch.nn.Module, preprocess: Preprocess,
-                   device: torch.device, local: bool) -> Distractors:
-    """Half of the photos as the background bank, the other half as negative queries."""
+                   device: torch.device, local: bool, crop: bool = True) -> Distractors:
+    """Half of the photos as the background bank, the other half as negative queries (`crop`:
+    embedded as the matcher embeds a query, from the object crop where it cuts one)."""
     from artwatch.images.decode import perceptual_hash_pair
     from matcher.verify import extract
 
@@ -140,7 +154,21 @@ def distractor_set(images: Sequence, backbone: torch.nn.Module, preprocess: Prep
     for i in query_idx:
         h, m = perceptual_hash_pair(images[i])
         queries.append(QueryImage("distractor", h, m, extract(images[i]) if local else None))
-    return Distractors(bank=feats[bank_idx], queries=feats[query_idx], query_images=queries)
+    served = (query_features([images[i] for i in query_idx], backbone, preprocess, device)[0]
+              if crop else feats[query_idx])
+    return Distractors(bank=feats[bank_idx], queries=served, query_images=queries,
+                       whole=feats[query_idx])
+
+
+def crop_sentence(views: ViewSet) -> str:
+    """Which query images were embedded from an object crop, by kind (for the log)."""
+    parts = []
+    for kind in (STUDIO, LISTING, PHONE, REUSE, TWIN):
+        hits = [bool(views.cropped[i, k]) for i, images in enumerate(views.queries)
+                for k, image in enumerate(images) if image.kind == kind]
+        if hits:
+            parts.append(f"{kind} {sum(hits)}/{len(hits)}")
+    return ", ".join(parts) + " query images cropped"
 
 
 def _ppo_bin(n: int) -> str:
@@ -244,17 +272,20 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
             total=len(photos))
         views = render_views(
             photos, model.backbone, preprocess, n_views=n_views, query_views=query_views,
-            seed=req.seed, device=device, local=req.local_features, workers=req.workers,
-            progress=advance,
+            seed=req.seed, device=device, local=req.local_features, crop=req.query_crop,
+            workers=req.workers, progress=advance,
         )
     timings["views_s"] = time.perf_counter() - t0
     log(f"{len(photos)} photos of {len(objects)} objects: {len(photos) * (n_views + 3)} "
         f"images through the backbone in {timings['views_s']:.0f}s")
+    if req.query_crop:
+        log(f"object crops (matcher.crop): {crop_sentence(views)}")
 
     t0 = time.perf_counter()
     images = (list(req.distractor_images) if req.distractor_images is not None
               else generated_distractors(req.distractors, req.seed, req.workers))
-    distractors = distractor_set(images, model.backbone, preprocess, device, req.local_features)
+    distractors = distractor_set(images, model.backbone, preprocess, device, req.local_features,
+                                 req.query_crop)
     timings["distractors_s"] = time.perf_counter() - t0
     log(f"{len(images)} distractor photos ({timings['distractors_s']:.0f}s)")
 
@@ -389,6 +420,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         "train_config": {k: v for k, v in asdict(req).items()
                          if k not in ("out", "distractor_images")},
         **({"local_first_stage": local_stage_info(codebook)} if codebook is not None else {}),
+        **({"query_crop": crop_info()}
+           if req.query_crop else {}),
         "distractor_bank": {"file": BANK_FILE, "photos": int(len(distractors.bank)),
                             "source": "given" if req.distractor_images is not None
                             else "generated"},

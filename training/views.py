@@ -22,6 +22,13 @@ seeded by (seed, photo sha256, index) so a re-run gives the same pixels. The par
 model inputs into pooled backbone features as they arrive, so a batch never holds more than a
 few photos' pixels. The local features (`matcher.verify`) of the original and of every query
 image are extracted in the workers too.
+
+Every query image is also embedded as the matcher will embed a listing photo
+(`ViewSet.queried`): where the backbone's own activations put the object in a box clearly
+smaller than the picture (`matcher.crop`), from that crop, in one more backbone pass over the
+batch's crops (mostly listing and phone views; studio photos, re-used copies and hash twins
+are filled by their object and stay whole). The calibrated score thus learns from the
+features it will be served.
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ from artwatch.demo.marketplace import (
     simulate_listing_photo,
 )
 from artwatch.images.decode import perceptual_hash_pair
-from matcher.precision import backbone_autocast
+from matcher.crop import cropped_features
+from matcher.precision import served_maps
 from matcher.preprocess import Preprocess
 from matcher.verify import MAX_SIDE, LocalFeatures, extract
 from training.catalogue import Photo
@@ -89,6 +97,10 @@ class ViewSet:
     queries: list[list[QueryImage]] = field(default_factory=list)
     reference_local: list[LocalFeatures | None] = field(default_factory=list)
     phone: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # (n x len(queries[i]) x d): each query image's features as the matcher serves them (its
+    # object crop's where `matcher.crop` cuts one, else its own), and (n x len) which were.
+    queried: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 1), np.float32))
+    cropped: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
 
     def whitening_rows(self, j: int) -> np.ndarray:
         """(n,) bool: photos whose view j may train a whitening. A phone view never does: it is
@@ -152,13 +164,17 @@ class _Job:
     query_views: int
     view_size: int
     local: bool
+    crop: bool
 
 
 _photos: Sequence[Photo] = ()
 _preprocess: Preprocess | None = None
 
 
-_Rendered = tuple[int, np.ndarray, list[QueryImage], LocalFeatures | None, int]
+# index, model inputs, query images' evidence, the reference's local features, the phone
+# slot, and the query images themselves (what their object crop is cut from).
+_Rendered = tuple[int, np.ndarray, list[QueryImage], LocalFeatures | None, int,
+                  list[Image.Image]]
 
 
 def _partner(index: int) -> Photo:
@@ -198,16 +214,48 @@ def _render(args: tuple[int, _Job]) -> _Rendered:
         h, m = perceptual_hash_pair(im)
         queries.append(QueryImage(kind, h, m, extract(im) if job.local else None))
     reference_local = queries[0].local  # the original is also the reference photo
-    return index, pixels, queries, reference_local, -1 if phone is None else phone
+    sources = [im for _, im in kinds] if job.crop else []
+    return index, pixels, queries, reference_local, -1 if phone is None else phone, sources
 
 
 @torch.inference_mode()
-def _pooled(model: torch.nn.Module, pixels: np.ndarray, preprocess: Preprocess,
-            device: torch.device) -> np.ndarray:
+def _maps(model: torch.nn.Module, pixels: np.ndarray, preprocess: Preprocess,
+          device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """(feature maps, pooled features) of model inputs, in the matcher's number format."""
     x = preprocess.normalise(torch.from_numpy(pixels)).to(device)
     x = x.contiguous(memory_format=torch.channels_last)
-    with backbone_autocast(device):  # the matcher's number format (`matcher.precision`)
-        return model(x).float().cpu().numpy()
+    maps, pooled = served_maps(model, x, device)
+    return maps.cpu().numpy(), pooled.cpu().numpy()
+
+
+def _pooled(model: torch.nn.Module, pixels: np.ndarray, preprocess: Preprocess,
+            device: torch.device) -> np.ndarray:
+    return _maps(model, pixels, preprocess, device)[1]
+
+
+def query_features(
+    images: Sequence[Image.Image],
+    backbone: torch.nn.Module,
+    preprocess: Preprocess,
+    device: torch.device,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features of query photos as the matcher serves them (`matcher.crop`: from the
+    object's crop where the photo has one): (n x d float32, cropped (n,) bool)."""
+    backbone = backbone.to(device).eval().to(memory_format=torch.channels_last)
+    feats, crops = [], []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i : i + batch_size]
+        maps, pooled = _maps(backbone, np.stack([preprocess.fit(im) for im in chunk]),
+                             preprocess, device)
+        f, boxes = cropped_features(pooled, maps, [im.size for im in chunk], chunk.__getitem__,
+                                    preprocess,
+                                    lambda px: _pooled(backbone, px, preprocess, device))
+        feats.append(f)
+        crops.append(np.array([b is not None for b in boxes], bool))
+    if not feats:
+        return np.zeros((0, 1), np.float32), np.zeros(0, bool)
+    return np.concatenate(feats), np.concatenate(crops)
 
 
 def render_views(
@@ -220,35 +268,53 @@ def render_views(
     seed: int,
     device: torch.device,
     local: bool = True,
+    crop: bool = True,
     workers: int = 2,
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> ViewSet:
-    """Features of every photo's original, `n_views` listing views, re-used copy, hash twin."""
+    """Features of every photo's original, `n_views` listing views, re-used copy, hash twin;
+    `crop`: the query images' served features from their object crops (`matcher.crop`)."""
     global _photos, _preprocess
     n = len(photos)
     per_photo = n_views + 3
-    dim = None
+    q_views = min(query_views, n_views)
+    # Rows of a photo's stack that are query images, in `queries[i]` order.
+    query_rows = [0, *range(1, 1 + q_views), per_photo - 2, per_photo - 1]
     out: np.ndarray | None = None
+    queried: np.ndarray | None = None
+    cropped = np.zeros((n, len(query_rows)), bool)
     queries: list[list[QueryImage]] = [[] for _ in range(n)]
     reference_local: list[LocalFeatures | None] = [None] * n
     phone = np.full(n, -1, np.int64)
-    job = _Job(seed, n_views, query_views, int(round(1.5 * preprocess.resolution)), local)
+    job = _Job(seed, n_views, query_views, int(round(1.5 * preprocess.resolution)), local, crop)
     backbone = backbone.to(device).eval().to(memory_format=torch.channels_last)
-    pending: list[tuple[int, np.ndarray]] = []
+    pending: list[tuple[int, np.ndarray, list[Image.Image]]] = []
 
     def flush() -> None:
-        nonlocal out, dim
+        nonlocal out, queried
         if not pending:
             return
-        feats = _pooled(backbone, np.concatenate([p for _, p in pending]), preprocess, device)
-        if out is None:
-            dim = feats.shape[1]
-            out = np.zeros((n, per_photo, dim), np.float32)
-        row = 0
-        for index, pixels in pending:
-            out[index] = feats[row : row + len(pixels)]
-            row += len(pixels)
+        maps, feats = _maps(backbone, np.concatenate([p for _, p, _ in pending]), preprocess,
+                            device)
+        if out is None or queried is None:
+            out = np.zeros((n, per_photo, feats.shape[1]), np.float32)
+            queried = np.zeros((n, len(query_rows), feats.shape[1]), np.float32)
+        starts = np.cumsum([0] + [len(p) for _, p, _ in pending])
+        rows = np.concatenate([start + np.array(query_rows) for start in starts[:-1]])
+        sources = [im for _, _, photo_sources in pending for im in photo_sources]
+        if crop:
+            served, boxes = cropped_features(
+                feats[rows], maps[rows], [im.size for im in sources], sources.__getitem__,
+                preprocess, lambda px: _pooled(backbone, px, preprocess, device))
+            was_cropped = np.array([b is not None for b in boxes], bool)
+        else:
+            served, was_cropped = feats[rows], np.zeros(len(rows), bool)
+        for k, (index, _, _) in enumerate(pending):
+            out[index] = feats[starts[k] : starts[k + 1]]
+            span = slice(k * len(query_rows), (k + 1) * len(query_rows))
+            queried[index] = served[span]
+            cropped[index] = was_cropped[span]
         if progress:
             progress(len(pending))
         pending.clear()
@@ -268,12 +334,12 @@ def render_views(
             pool = ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=worker_init)
             results = pool.map(_render, tasks, chunksize=1)
         try:
-            for index, pixels, photo_queries, ref_local, slot in results:
+            for index, pixels, photo_queries, ref_local, slot, sources in results:
                 queries[index] = photo_queries
                 reference_local[index] = ref_local
                 phone[index] = slot
-                pending.append((index, pixels))
-                if sum(len(p) for _, p in pending) >= batch_size:
+                pending.append((index, pixels, sources))
+                if sum(len(p) for _, p, _ in pending) >= batch_size:
                     flush()
             flush()
         finally:
@@ -282,8 +348,9 @@ def render_views(
     finally:
         _photos, _preprocess = (), None
         torch.set_num_threads(threads)
-    if out is None:
+    if out is None or queried is None:
         out = np.zeros((0, per_photo, 1), np.float32)
+        queried = np.zeros((0, len(query_rows), 1), np.float32)
     return ViewSet(
         originals=out[:, 0],
         views=out[:, 1 : 1 + n_views],
@@ -292,6 +359,8 @@ def render_views(
         queries=queries,
         reference_local=reference_local,
         phone=phone,
+        queried=queried,
+        cropped=cropped,
     )
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from matcher.crop import activation_mask, object_box
+from matcher.crop import CROP_BELOW, activation_mask, cropped_features, object_box, query_box
+from matcher.preprocess import Preprocess
+
+PRE = Preprocess(224, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
 
 def _map_with_object() -> np.ndarray:
@@ -42,3 +46,37 @@ def test_a_flat_map_is_no_evidence_and_keeps_the_whole_photo() -> None:
 def test_a_map_of_the_wrong_shape_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="channels, h, w"):
         activation_mask(np.ones((7, 7)))
+
+
+def test_a_box_covering_nearly_all_the_photo_is_the_whole_photo() -> None:
+    assert query_box(np.ones((4, 7, 7)), (300, 200), PRE) is None  # share 1.0
+    box = query_box(_map_with_object(), (224, 224), PRE)
+    assert box is not None and box.area_share < CROP_BELOW
+
+
+def test_cropped_features_embed_the_crop_cut_from_the_full_photo() -> None:
+    """Photo 0 has an object top right (a red square on grey), photo 1 a flat map (whole),
+    photo 2 a box but no picture now (whole): only photo 0's row is replaced, by the pooled
+    features of pixels cut from its full-size picture."""
+    photo = Image.new("RGB", (448, 448), (128, 128, 128))
+    photo.paste((255, 0, 0), (256, 32, 448, 128))
+    maps = np.stack([_map_with_object(), np.ones((8, 7, 7)), _map_with_object()])
+    pooled = np.arange(3 * 4, dtype=np.float32).reshape(3, 4)
+    seen: list[np.ndarray] = []
+
+    def pool(pixels: np.ndarray) -> np.ndarray:
+        seen.append(pixels)
+        return np.full((len(pixels), 4), -1.0, np.float32)
+
+    feats, boxes = cropped_features(pooled, maps, [(448, 448), (448, 448), (448, 448)],
+                                    lambda i: photo if i == 0 else None, PRE, pool)
+    assert boxes[0] is not None and boxes[1:] == [None, None]
+    # rows 1-3, columns 4-6 of 7 at 224 (y 32-128, x 128-224), grown 15% and clipped, in
+    # the 448-pixel photo: the top right
+    assert boxes[0].as_tuple() == (227, 35, 448, 285)
+    assert (feats[0] == -1.0).all() and (feats[1:] == pooled[1:]).all()
+    (crop,) = seen[0]
+    assert crop.shape == (224, 224, 3)
+    red = (crop[..., 0] > 200) & (crop[..., 1] < 50)
+    assert red.mean() > 0.25  # the red object fills much of the crop, a small part of the photo
+    assert pooled[0, 0] == 0.0  # the caller's array is not written to

@@ -287,3 +287,42 @@ def test_object_added_after_training_is_found_live_and_by_retro_hunt(
     assert decide(conn, rec, new, new_ids)["alerted"]
     live = matches(conn, new)
     assert live[0]["accession"] == added.object_id and live[0]["origin"] == "live"
+
+
+def test_the_matcher_embeds_a_query_from_its_object_crop_as_calibration_did(
+        conn: psycopg.Connection, served) -> None:
+    """A coin small on a plain table and the same coin on a cluttered one (PNGs, so the
+    matcher's decode equals a plain fit): the bundle was calibrated on cropped queries, so
+    the matcher embeds the first from its object crop, cut from the full photo, to the same
+    vector training's views step computes for it; in clutter the backbone is active
+    everywhere, no box is clearly smaller than the photo, and the photo stays whole."""
+    from training.views import query_features
+
+    rec = served["recogniser"]()
+    assert rec.bundle.crops_queries
+    coin = view(next(i for i in range(OBJECTS - 1) if object_spec(SEED, i).family == "coin"),
+                5, listing=False).resize((220, 220))
+    plain = Image.new("RGB", (900, 700), (200, 200, 200))
+    clutter = make_background("clutter", 900, 700, np.random.default_rng([SEED, 91]))
+    for table in (plain, clutter):
+        table.paste(coin, (560, 90))
+    buf = [io.BytesIO(), io.BytesIO()]
+    plain.save(buf[0], "PNG")
+    clutter.save(buf[1], "PNG")
+    lot, ids = listing(conn, served, [b.getvalue() for b in buf])
+    decide(conn, rec, lot, ids)
+    rows = [conn.execute("SELECT vector, whole FROM embeddings WHERE image_id = %s AND "
+                         "bundle_id = %s", (i, served["bundle_id"])).fetchone() for i in ids]
+    stored = [np.frombuffer(r["vector"], dtype="<f4") for r in rows]
+    bundle = rec.bundle
+    feats, cropped = query_features([plain, clutter], bundle.model.backbone,
+                                    bundle.preprocess, bundle.device)
+    assert cropped.tolist() == [True, False]
+    expected = bundle.forward_pooled(torch.from_numpy(feats))[1].numpy()
+    assert np.allclose(stored, expected, atol=1e-5)
+    whole = bundle.forward_pixels(torch.from_numpy(bundle.preprocess.fit(plain)[None]))[1]
+    assert float(whole.numpy()[0] @ stored[0]) < 0.999  # the crop's vector, not the photo's
+    # the whole picture's embedding is kept beside it (same-picture checks), only for crops
+    assert np.allclose(np.frombuffer(rows[0]["whole"], dtype="<f4"), whole.numpy()[0],
+                       atol=1e-5)
+    assert rows[1]["whole"] is None

@@ -80,3 +80,40 @@ def test_a_phone_view_never_trains_the_served_whitening() -> None:
     legacy = ViewSet(originals=feats, views=np.zeros((3, 2, 8), np.float32), reuse=feats,
                      twin=feats)
     assert legacy.whitening_rows(1).all(), "no phone record: every view trains"
+
+
+@pytest.fixture(scope="module")
+def small_catalogue(tmp_path_factory: pytest.TempPathFactory) -> list:
+    from artwatch.demo import generate_catalogue
+    from training.catalogue import load_manifest
+
+    out = tmp_path_factory.mktemp("views-catalogue")
+    generate_catalogue(out, 3, seed=5, size=96, workers=1, supersample=1)
+    return list(load_manifest(out).photos)
+
+
+def test_query_features_are_served_features_crops_or_the_image_itself(small_catalogue) -> None:
+    """Each query image's served features are its own pooled features, or (where the crop rule
+    cut one) its crop's; without cropping they are exactly the image's own."""
+    import timm
+    import torch
+
+    from matcher.preprocess import Preprocess
+    from training.views import render_views
+
+    torch.manual_seed(0)
+    backbone = timm.create_model("test_efficientnet", pretrained=False, num_classes=0)
+    pre = Preprocess(64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    kwargs = {"n_views": 3, "query_views": 2, "seed": 0, "device": torch.device("cpu"),
+              "local": False, "workers": 1}
+    plain = render_views(small_catalogue, backbone, pre, crop=False, **kwargs)
+    served = render_views(small_catalogue, backbone, pre, crop=True, **kwargs)
+    n = len(small_catalogue)
+    own = np.stack([plain.originals, plain.views[:, 0], plain.views[:, 1], plain.reuse,
+                    plain.twin], axis=1)
+    assert plain.queried.shape == (n, 5, own.shape[2]) and len(plain.queries[0]) == 5
+    assert np.array_equal(plain.queried, own) and not plain.cropped.any()
+    assert np.allclose(served.originals, plain.originals)  # references are never cropped
+    same = ~served.cropped
+    assert np.allclose(served.queried[same], own[same], atol=1e-5)
+    assert not np.allclose(served.queried[served.cropped], own[served.cropped], atol=1e-3)
