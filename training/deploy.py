@@ -215,7 +215,8 @@ def views_per_photo(photos: int, views: int, image_budget: int) -> int:
     """Listing views per catalogue photo: `views`, fewer when the catalogue is large.
 
     Every photo goes through the backbone `views + 3` times (original, views, re-used copy,
-    hash twin); at ~16 images/s on 2 CPU cores the view step is nearly all of training. Above
+    hash twin), its cropped query images once more; at ~16 images/s on 2 CPU cores in float32
+    (~21 in bfloat16, `matcher.precision`) the view step is most of training. Above
     `image_budget` images the views are cut, never below 2 (the whitening's within-object
     spread and one out-of-fold listing query need them). Measured on a 3,740-photo catalogue
     (`benchmarks/training_time.py`): 4 views, 26,180 images, 27.0 of 30.9 minutes.
