@@ -99,7 +99,8 @@ class PhotoPredictor:
         def full(i: int) -> Image.Image | None:
             try:
                 return self.cpu.store.open_rgb(photos[i].sha256)
-            except Exception as exc:  # gone or unreadable since: the whole photo's features
+            except (OSError, ValueError) as exc:  # gone or unreadable since (ImageRejected
+                # is a ValueError): the whole photo's features, as `Recogniser.score` does
                 log.warning("photo %s unreadable for its object crop: %s", photos[i].sha256, exc)
                 return None
 
