@@ -224,6 +224,11 @@ class Bundle:
     def has_classifier(self) -> bool:
         return self.model.head is not None
 
+    def _input(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 N x R x R x 3 pixels -> normalised channels_last model input on the device."""
+        x = self.preprocess.normalise(pixels.to(self.device, non_blocking=True))
+        return x.contiguous(memory_format=torch.channels_last)
+
     @torch.inference_mode()
     def forward_pixels(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(raw logits, L2-normalised embeddings), float32 on the CPU, for model-input pixels.
@@ -234,9 +239,7 @@ class Bundle:
         backbone runs in `matcher.precision`'s format for the device (bfloat16 on CUDA and on
         CPUs with native bfloat16), the whitening and the head in float32.
         """
-        x = self.preprocess.normalise(pixels.to(self.device, non_blocking=True))
-        x = x.contiguous(memory_format=torch.channels_last)
-        out, emb = served_forward(self.model, x, self.device)
+        out, emb = served_forward(self.model, self._input(pixels), self.device)
         return out.float().cpu(), emb.float().cpu()
 
     @torch.inference_mode()
@@ -244,9 +247,7 @@ class Bundle:
         """(last feature maps N x C x h x w float32 numpy, pooled features N x C float32 on
         the CPU) for model-input pixels as `forward_pixels` takes them: the first pass of
         a query photo whose object crop (`matcher.crop`) may be embedded instead."""
-        x = self.preprocess.normalise(pixels.to(self.device, non_blocking=True))
-        x = x.contiguous(memory_format=torch.channels_last)
-        maps, pooled = served_maps(self.model.backbone, x, self.device)
+        maps, pooled = served_maps(self.model.backbone, self._input(pixels), self.device)
         return maps.cpu().numpy(), pooled.cpu()
 
     @torch.inference_mode()

@@ -143,14 +143,16 @@ def cropped_features(
     boxes: list[Box | None] = [None] * len(out)
     rows, pixels = [], []
     for i, size in enumerate(sizes):
-        if size is None or query_box(maps[i], size, preprocess) is None:
+        box = None if size is None else query_box(maps[i], size, preprocess)
+        if box is None:
             continue
         image = load(i)
         if image is None:
             continue
-        box = query_box(maps[i], image.size, preprocess)  # the size the pixels really have
-        if box is None:
-            continue
+        if image.size != size:  # the box belongs to the size the pixels really have
+            box = query_box(maps[i], image.size, preprocess)
+            if box is None:
+                continue
         rows.append(i)
         boxes[i] = box
         pixels.append(preprocess.fit(image.crop(box.as_tuple())))

@@ -147,17 +147,18 @@ def distractor_set(images: Sequence, backbone: torch.nn.Module, preprocess: Prep
     from artwatch.images.decode import perceptual_hash_pair
     from matcher.verify import extract
 
-    feats = pooled_features(list(images), backbone, preprocess, device)
-    bank_idx = np.arange(0, len(images), 2)
-    query_idx = np.arange(1, len(images), 2)
+    bank_images = [images[i] for i in range(0, len(images), 2)]
+    query_images = [images[i] for i in range(1, len(images), 2)]
     queries = []
-    for i in query_idx:
-        h, m = perceptual_hash_pair(images[i])
-        queries.append(QueryImage("distractor", h, m, extract(images[i]) if local else None))
-    served = (query_features([images[i] for i in query_idx], backbone, preprocess, device)[0]
-              if crop else feats[query_idx])
-    return Distractors(bank=feats[bank_idx], queries=served, query_images=queries,
-                       whole=feats[query_idx])
+    for image in query_images:
+        h, m = perceptual_hash_pair(image)
+        queries.append(QueryImage("distractor", h, m, extract(image) if local else None))
+    if crop:  # one first pass gives the whole photos' features and the crops' boxes
+        served, whole, _ = query_features(query_images, backbone, preprocess, device)
+    else:
+        served = whole = pooled_features(query_images, backbone, preprocess, device)
+    return Distractors(bank=pooled_features(bank_images, backbone, preprocess, device),
+                       queries=served, query_images=queries, whole=whole)
 
 
 def crop_sentence(views: ViewSet) -> str:

@@ -53,7 +53,7 @@ from artwatch.demo.marketplace import (
 )
 from artwatch.images.decode import perceptual_hash_pair
 from matcher.crop import cropped_features
-from matcher.precision import served_maps
+from matcher.precision import backbone_autocast, served_maps
 from matcher.preprocess import Preprocess
 from matcher.verify import MAX_SIDE, LocalFeatures, extract
 from training.catalogue import Photo
@@ -219,19 +219,25 @@ def _render(args: tuple[int, _Job]) -> _Rendered:
     return index, pixels, queries, reference_local, -1 if phone is None else phone, sources
 
 
+def _input(pixels: np.ndarray, preprocess: Preprocess, device: torch.device) -> torch.Tensor:
+    x = preprocess.normalise(torch.from_numpy(pixels)).to(device)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 @torch.inference_mode()
 def _maps(model: torch.nn.Module, pixels: np.ndarray, preprocess: Preprocess,
           device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """(feature maps, pooled features) of model inputs, in the matcher's number format."""
-    x = preprocess.normalise(torch.from_numpy(pixels)).to(device)
-    x = x.contiguous(memory_format=torch.channels_last)
-    maps, pooled = served_maps(model, x, device)
+    maps, pooled = served_maps(model, _input(pixels, preprocess, device), device)
     return maps.cpu().numpy(), pooled.cpu().numpy()
 
 
+@torch.inference_mode()
 def _pooled(model: torch.nn.Module, pixels: np.ndarray, preprocess: Preprocess,
             device: torch.device) -> np.ndarray:
-    return _maps(model, pixels, preprocess, device)[1]
+    """Pooled features alone (no maps to keep: the crops' pass, the bank, the baseline)."""
+    with backbone_autocast(device):  # the matcher's number format (`matcher.precision`)
+        return model(_input(pixels, preprocess, device)).float().cpu().numpy()
 
 
 def query_features(
@@ -240,11 +246,12 @@ def query_features(
     preprocess: Preprocess,
     device: torch.device,
     batch_size: int = 64,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pooled features of query photos as the matcher serves them (`matcher.crop`: from the
-    object's crop where the photo has one): (n x d float32, cropped (n,) bool)."""
+    object's crop where the photo has one), the whole photos' own from the same first pass,
+    and which were cropped: (n x d float32, n x d float32, (n,) bool)."""
     backbone = backbone.to(device).eval().to(memory_format=torch.channels_last)
-    feats, crops = [], []
+    feats, wholes, crops = [], [], []
     for i in range(0, len(images), batch_size):
         chunk = images[i : i + batch_size]
         maps, pooled = _maps(backbone, np.stack([preprocess.fit(im) for im in chunk]),
@@ -253,10 +260,12 @@ def query_features(
                                     preprocess,
                                     lambda px: _pooled(backbone, px, preprocess, device))
         feats.append(f)
+        wholes.append(pooled)
         crops.append(np.array([b is not None for b in boxes], bool))
     if not feats:
-        return np.zeros((0, 1), np.float32), np.zeros(0, bool)
-    return np.concatenate(feats), np.concatenate(crops)
+        empty = np.zeros((0, 1), np.float32)
+        return empty, empty, np.zeros(0, bool)
+    return np.concatenate(feats), np.concatenate(wholes), np.concatenate(crops)
 
 
 def render_views(

@@ -315,7 +315,7 @@ def test_the_matcher_embeds_a_query_from_its_object_crop_as_calibration_did(
                          "bundle_id = %s", (i, served["bundle_id"])).fetchone() for i in ids]
     stored = [np.frombuffer(r["vector"], dtype="<f4") for r in rows]
     bundle = rec.bundle
-    feats, cropped = query_features([plain, clutter], bundle.model.backbone,
+    feats, _, cropped = query_features([plain, clutter], bundle.model.backbone,
                                     bundle.preprocess, bundle.device)
     assert cropped.tolist() == [True, False]
     expected = bundle.forward_pooled(torch.from_numpy(feats))[1].numpy()
