@@ -20,7 +20,8 @@ Scorers, each ranking every catalogue object (top-1/5/20, and correct and accept
 false alerts: the threshold at the 99th percentile of the negatives' best score):
 
 * pretrained kNN: EfficientNet-Lite0 pooled features, cosine (the zero-training baseline);
-* VLAD (`matcher.vlad`): RootSIFT (`matcher.verify.extract`, the verifier's own features)
+* VLAD (`matcher.vlad`): RootSIFT (`matcher.verify.extract`, the verifier's own features, the
+  phone photos at the listing size `extract_query` gives them)
   aggregated over a `--k`-word codebook fitted on the catalogue's descriptors, cosine;
 * each first stage's top-20 (and their union) re-ranked by MAGSAC++ homography inliers
   (`matcher.verify.verify`, best of the object's photos), score = inliers;
@@ -48,12 +49,11 @@ sys.path.insert(0, str(ROOT))
 
 from artwatch.demo.artefacts import object_spec  # noqa: E402
 from artwatch.demo.catalogue import generate_catalogue, read_manifest  # noqa: E402
-from artwatch.demo.marketplace import MarketplaceConfig, simulate_listing_photo  # noqa: E402
+from artwatch.demo.marketplace import PHONE_IN_CLUTTER as PHONE  # noqa: E402
+from artwatch.demo.marketplace import simulate_listing_photo  # noqa: E402
 
 FLAT = ("coin", "tablet")
 DEPTH = 20
-PHONE = MarketplaceConfig(backgrounds=("clutter",), object_height=(0.12, 0.3),
-                          rotation_deg=20.0, perspective=0.12, long_side=(900, 1400))
 
 
 def flat_catalogue(workdir: Path, seed: int, n: int) -> list[dict[str, str]]:
@@ -103,7 +103,7 @@ def main() -> None:
 
     from matcher.model import backbone_config, build_model
     from matcher.preprocess import Preprocess
-    from matcher.verify import extract, verify
+    from matcher.verify import extract, extract_query, verify
     from matcher.vlad import encode_all, fit_codebook
     from training.views import pooled_features
 
@@ -134,8 +134,8 @@ def main() -> None:
     glob_neg = l2(pooled_features(negatives, model.backbone, pre, device)) @ ref_g.T
 
     ref_l = [extract(p) for p in tqdm(photos, desc="RootSIFT, catalogue")]
-    pos_l = [extract(p) for p in tqdm(queries, desc="RootSIFT, phone photos")]
-    neg_l = [extract(p) for p in tqdm(negatives, desc="RootSIFT, negatives")]
+    pos_l = [extract_query(p) for p in tqdm(queries, desc="RootSIFT, phone photos")]
+    neg_l = [extract_query(p) for p in tqdm(negatives, desc="RootSIFT, negatives")]
     codebook = fit_codebook(ref_l, args.k, args.seed)
     ref_v = encode_all(ref_l, codebook)
     vlad_pos = encode_all(pos_l, codebook) @ ref_v.T

@@ -7,10 +7,11 @@ Two photo sets, both in one run:
   the others a quarter each get 1, 2, 3 or 4 catalogue photos (views spread around the
   turntable); the remaining views are new photos, each used as it is ("studio") and through
   the marketplace simulator at a random web size ("listing": new background, light, crop,
-  watermark, JPEG);
+  watermark, JPEG) and as a phone photo ("phone": the object 12-30% of the height of a
+  900-1400-pixel photo of a cluttered table, tilted; `PHONE_IN_CLUTTER`);
 * a generated catalogue (`artwatch demo catalogue`, photos per object as the paper's Table 2)
-  with new renders of its objects from unseen viewpoints (studio) and as listing photos, and
-  generated objects in no catalogue.
+  with new renders of its objects from unseen viewpoints (studio), as listing photos and as
+  phone photos, and generated objects in no catalogue.
 
 The whole product path, in a PostgreSQL database of its own (created on the local server and
 dropped at the end): the catalogue is imported (`artwatch catalogue import`), trained on from
@@ -24,16 +25,17 @@ first candidate a reviewer sees). The baseline is the pretrained backbone with n
 all: cosine kNN over the same catalogue photos, its acceptance threshold set on the same
 negative photos.
 
-Printed per photo set: top-1/5/10, AUROC (catalogued vs uncatalogued photos by the best
-score), accepted and correct-and-accepted at 1% false alerts (threshold at the 99th percentile
-of the uncatalogued photos' best score), by photos per object; the first candidate stored in
-`matches` against the ranking's top-1; then the listing decision on listings of 1-4 listing
-photos at the bundle's operating points: promised false alerts per 1,000 negative listings (and
-interval) vs measured, precision and recall; and, on the same listings, the rules that decided
-before the calibrated score (`before_table`: a pHash within 6 bits or a cosine of 0.92 alerts).
-A listing shows one object; a measured false-alert rate comes with a 95% interval from a
-bootstrap over the uncatalogued objects (`measured_rate`: one object's listings are not
-independent draws), and the generated set has many uncatalogued objects with a few photos each.
+Printed per photo set and kind (studio, listing-style, phone): top-1/5/10, AUROC (catalogued vs
+uncatalogued photos by the best score), accepted and correct-and-accepted at 1% false alerts
+(threshold at the 99th percentile of the uncatalogued photos' best score), by photos per
+object; the first candidate stored in `matches` against the ranking's top-1; then the listing
+decision on listings of 1-4 listing photos at the bundle's operating points: promised false
+alerts per 1,000 negative listings (and interval) vs measured, precision and recall; and, on
+the same listings, the rules that decided before the calibrated score (`before_table`: a pHash
+within 6 bits or a cosine of 0.92 alerts). A listing shows one object; a measured false-alert
+rate comes with a 95% interval from a bootstrap over the uncatalogued objects (`measured_rate`:
+one object's listings are not independent draws), and the generated set has many uncatalogued
+objects with a few photos each.
 
     .venv/bin/python benchmarks/recognition.py                  # both sets, ~30-50 min on 2 cores
     .venv/bin/python benchmarks/recognition.py --sets coil --queries 4   # quicker
@@ -65,7 +67,7 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from artwatch.demo.marketplace import simulate_listing_photo  # noqa: E402
+from artwatch.demo.marketplace import PHONE_IN_CLUTTER, simulate_listing_photo  # noqa: E402
 from matcher.bundle import Bundle  # noqa: E402
 from matcher.model import build_model  # noqa: E402
 from matcher.scoring import cell_of, operating_point, threshold_for  # noqa: E402
@@ -75,13 +77,14 @@ from training.deploy import DeployRequest, train_deploy  # noqa: E402
 
 COIL = ROOT.parent / "shared" / "data" / "coil100"
 POINTS = ("precision_0.95", "precision_0.99", "alerts_per_1000_5")
+KINDS = ("studio", "listing", "phone")
 
 
 @dataclass
 class NewPhoto:
     image: Image.Image
     object_id: str | None  # None: the object is in no catalogue
-    kind: str  # studio | listing
+    kind: str  # studio | listing | phone
     ppo: int  # catalogue photos of its object (0 when uncatalogued)
     shows: str = ""  # the object it shows, catalogued or not (listings show one object)
 
@@ -97,6 +100,12 @@ class PhotoSet:
 
 def _listing(image: Image.Image, seed: int) -> Image.Image:
     return simulate_listing_photo([image], np.random.default_rng([seed, 991])).convert("RGB")
+
+
+def _phone(image: Image.Image, seed: int, mask: Image.Image | None = None) -> Image.Image:
+    return simulate_listing_photo([image], np.random.default_rng([seed, 577]),
+                                  masks=[mask] if mask is not None else None,
+                                  config=PHONE_IN_CLUTTER).convert("RGB")
 
 
 def _write_catalogue(photos: list[Photo], out: Path) -> None:
@@ -135,6 +144,8 @@ def coil_set(seed: int, queries: int, workdir: Path, negatives: int) -> PhotoSet
             new.append(NewPhoto(img, ident, "studio", n, obj))
             new.append(NewPhoto(_listing(img, seed * 100_003 + int(j) + 7 * i), ident,
                                 "listing", n, obj))
+            new.append(NewPhoto(_phone(img, seed * 100_003 + int(j) + 7 * i), ident,
+                                "phone", n, obj))
     _write_catalogue(catalogue, workdir)
     cat = Catalogue(catalogue, {"kind": "coil100-subset", "seed": str(seed)})
     return PhotoSet("COIL-100", workdir, cat, new,
@@ -168,6 +179,8 @@ def generated_set(seed: int, n_objects: int, queries: int, workdir: Path,
             new.append(NewPhoto(img, ident, "studio", ppo, spec.object_id))
             lst = simulate_listing([img], rng, masks=[mask]).image
             new.append(NewPhoto(lst, ident, "listing", ppo, spec.object_id))
+            new.append(NewPhoto(_phone(img, seed * 100_003 + 97 * i + q, mask), ident, "phone",
+                                ppo, spec.object_id))
     return PhotoSet("generated", workdir, cat, new,
                     {"objects": n_objects, "uncatalogued": n_out})
 
@@ -279,7 +292,7 @@ def product_run(ps: PhotoSet, conn, store, bundle_id: int, settings,  # noqa: AN
 def photo_table(ps: PhotoSet, r: Ranked) -> dict:
     """top-k, AUROC, accepted / correct-and-accepted at 1% false alerts, by kind and ppo."""
     out: dict = {}
-    for kind in ("studio", "listing"):
+    for kind in KINDS:
         idx = [i for i, n in enumerate(ps.new) if n.kind == kind]
         pos = [i for i in idx if ps.new[i].object_id is not None]
         neg = [i for i in idx if ps.new[i].object_id is None]
@@ -312,7 +325,7 @@ def first_candidate_table(ps: PhotoSet, product: Product) -> dict:
     cells = {int(r["listing_id"]): r["cell"] for r in product.conn.execute(
         "SELECT listing_id, cell FROM listing_decisions WHERE listing_id = ANY(%s)",
         (product.listings,))}
-    for kind in ("studio", "listing"):
+    for kind in KINDS:
         idx = [i for i, n in enumerate(ps.new) if n.kind == kind]
         alerted = [i for i in idx if product.first_candidate[i] is not None]
         pos = [i for i in alerted if ps.new[i].object_id is not None]
@@ -569,7 +582,7 @@ def print_set(name: str, r: dict) -> None:
           f"{r['matching_seconds']:.0f}s")
     cols = ("top1", "top5", "top10", "auroc", "accepted@1%", "correct_accepted@1%")
     print(f"{'photos':9s} {'scorer':22s} " + " ".join(f"{c:>19s}" for c in cols))
-    for kind in ("studio", "listing"):
+    for kind in KINDS:
         for scorer in ("baseline", "artwatch"):
             row = r[scorer][kind]
             label = "pretrained kNN" if scorer == "baseline" else "artwatch"
@@ -578,7 +591,7 @@ def print_set(name: str, r: dict) -> None:
         print(f"{kind:9s} {'difference (points)':22s} "
               + " ".join(f"{100 * deltas[c]:+19.1f}" for c in cols))
     print("\ntop-1 by catalogue photos per object (baseline -> artwatch):")
-    for kind in ("studio", "listing"):
+    for kind in KINDS:
         b = r["baseline"][kind]["by_photos_per_object"]
         a = r["artwatch"][kind]["by_photos_per_object"]
         print(f"  {kind:8s} " + "  ".join(

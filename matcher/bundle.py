@@ -33,6 +33,7 @@ from matcher.evidence import LOCAL_CANDIDATES
 from matcher.model import ArtefactClassifier
 from matcher.precision import inference_precision, served_forward, served_maps
 from matcher.preprocess import Preprocess
+from matcher.verify import MAX_SIDE
 
 log = logging.getLogger(__name__)
 BUNDLE_JSON = "bundle.json"
@@ -256,6 +257,13 @@ class Bundle:
         whitening and head of `forward_pixels`, in float32."""
         out, emb = self.model.heads(pooled.to(self.device).float())
         return out.float().cpu(), emb.float().cpu()
+
+    @property
+    def query_side(self) -> int:
+        """The longest side, in pixels, this bundle's listing photos are matched at by local
+        features (`local_matching` in bundle.json, `matcher.verify.query_side`); bundles
+        calibrated before it was recorded matched them as catalogue photos, at MAX_SIDE."""
+        return int(self.info.get("local_matching", {}).get("query_side", MAX_SIDE))
 
     @property
     def crops_queries(self) -> bool:

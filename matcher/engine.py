@@ -33,7 +33,7 @@ from matcher.scoring import (
     photo_probabilities,
     verification_targets,
 )
-from matcher.verify import LocalFeatures, Verification, best_verification, extract
+from matcher.verify import LocalFeatures, Verification, best_verification, extract_query
 from matcher.vlad import encode_all
 
 # Given a reference row of the index: that catalogue photo's local features (cached).
@@ -84,9 +84,10 @@ def reference_set(bundle: Bundle, embeddings: np.ndarray, objects: np.ndarray,
                         as_hash_array(list(phashes)), local=vlads)
 
 
-def _extract_from(query_picture: QueryPicture | None, qi: int) -> LocalFeatures | None:
+def _extract_from(query_picture: QueryPicture | None, side: int, qi: int
+                  ) -> LocalFeatures | None:
     picture = query_picture(qi) if query_picture is not None else None
-    return extract(picture) if picture is not None else None
+    return extract_query(picture, side) if picture is not None else None
 
 
 def score_photos(
@@ -111,7 +112,7 @@ def score_photos(
 
     def local_of(qi: int) -> LocalFeatures | None:
         if qi not in local:
-            local[qi] = _extract_from(query_picture, qi)
+            local[qi] = _extract_from(query_picture, bundle.query_side, qi)
         return local[qi]
 
     query_local = None
@@ -119,8 +120,8 @@ def score_photos(
         # Every photo's local features, decoded and extracted on threads (Pillow and OpenCV
         # release the GIL; OpenCV itself runs one thread per call, `matcher.verify`).
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            local.update(enumerate(pool.map(partial(_extract_from, query_picture),
-                                            range(len(embeddings)))))
+            extract_one = partial(_extract_from, query_picture, bundle.query_side)
+            local.update(enumerate(pool.map(extract_one, range(len(embeddings)))))
         query_local = encode_all([local[qi] for qi in range(len(embeddings))], bundle.codebook)
     cands = candidate_evidence(
         np.asarray(embeddings, np.float32), refs,

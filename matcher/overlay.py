@@ -11,30 +11,31 @@ import io
 
 from PIL import Image, ImageDraw
 
-from matcher.verify import MAX_SIDE, extract, verify
+from matcher.verify import QUERY_SIDE, LocalFeatures, extract, extract_query, verify
 
 HEIGHT = 360
 MAX_LINES = 80
 COLOURS = ((230, 60, 50), (40, 150, 220), (250, 180, 30), (60, 180, 90), (170, 80, 200))
 
 
-def _fit(image: Image.Image) -> tuple[Image.Image, float]:
-    """The photo at MAX_SIDE (the scale verification used) and its scale to HEIGHT."""
-    img = image.convert("RGB")
-    scale = MAX_SIDE / max(img.size)
-    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+def _fit(image: Image.Image, features: LocalFeatures) -> tuple[Image.Image, float]:
+    """The photo at the size its features were extracted at (their keypoints' coordinates)
+    and its scale to HEIGHT."""
+    img = image.convert("RGB").resize(features.size)
     return img, HEIGHT / img.height
 
 
-def keypoint_overlay(listing_photo: Image.Image, catalogue_photo: Image.Image
-                     ) -> tuple[bytes, int] | None:
+def keypoint_overlay(listing_photo: Image.Image, catalogue_photo: Image.Image,
+                     query_side: int = QUERY_SIDE) -> tuple[bytes, int] | None:
     """(PNG bytes, inliers) of the two photos joined by their homography inliers; None when
-    verification keeps fewer than 4 correspondences."""
-    result = verify(extract(listing_photo), extract(catalogue_photo))
+    verification keeps fewer than 4 correspondences. `query_side`: the bundle's
+    (`Bundle.query_side`), so that the picture shows the verification that scored."""
+    listing, catalogue = extract_query(listing_photo, query_side), extract(catalogue_photo)
+    result = verify(listing, catalogue)
     if len(result.inlier_pairs) < 4:
         return None
-    left, sl = _fit(listing_photo)
-    right, sr = _fit(catalogue_photo)
+    left, sl = _fit(listing_photo, listing)
+    right, sr = _fit(catalogue_photo, catalogue)
     lw, rw = round(left.width * sl), round(right.width * sr)
     canvas = Image.new("RGB", (lw + 12 + rw, HEIGHT), (255, 255, 255))
     canvas.paste(left.resize((lw, HEIGHT)), (0, 0))

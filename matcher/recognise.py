@@ -354,7 +354,8 @@ class Recogniser:
             ([listing_image, catalogue_image],)).fetchall()}
         try:
             drawn = keypoint_overlay(self.store.open_rgb(shas[listing_image]),
-                                     self.store.open_rgb(shas[catalogue_image]))
+                                     self.store.open_rgb(shas[catalogue_image]),
+                                     self.bundle.query_side)
             if drawn is None:
                 return None
             return record_image(conn, self.store.put(drawn[0]))

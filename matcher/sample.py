@@ -19,6 +19,7 @@ from matcher.crop import crop_info
 from matcher.evidence import GLOBAL_FEATURES
 from matcher.model import ArtefactClassifier, backbone_config
 from matcher.scoring import LISTING_FEATURES, bucket_keys
+from matcher.verify import matching_info
 
 UNTRAINED_DIM = 64
 ALERT_THRESHOLD = 0.9
@@ -76,6 +77,7 @@ def write_untrained_bundle(path: Path, *, name: str, objects: list[str],
         "temperature": UNTRAINED_SCORE["temperature"],
         "score": UNTRAINED_SCORE, "thresholds": UNTRAINED_THRESHOLDS,
         **({"local_first_stage": local_stage_info(codebook)} if codebook is not None else {}),
+        "local_matching": matching_info(),
         **({"query_crop": crop_info()}
            if query_crop else {}),
     })

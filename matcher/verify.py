@@ -28,9 +28,16 @@ either way). Like the inliers it is evidence the calibrated score weighs, never 
 listing's coloured background dilutes it, and the score learns by how much from the
 out-of-fold listing views.
 
-Photos are matched at `MAX_SIDE` pixels (longer side, enlarged or reduced) so catalogue and
-listing photos of any size give comparable counts; `MAX_KEYPOINTS` bounds the cost (~10-30 ms
-per photo to extract, ~1-5 ms per pair to match on one core).
+Catalogue photos are matched at `MAX_SIDE` pixels (longer side, enlarged or reduced), so
+catalogue photos of any size give comparable counts. A listing photo larger than that keeps up
+to `QUERY_SIDE` pixels (`query_side`): a coin or a print photographed small on a cluttered table
+is a few dozen pixels at 480 and a hundred or two at 720, and its surface needs them (phone
+photos of flat objects, `benchmarks/flat_objects.py`, 2026-11-30: VLAD's top-20 re-ranked by
+inliers, top-1 0.52 -> 0.64, correct and accepted at 1% false alerts 0.49 -> 0.61; 960 pixels
+added 0.03 at twice the cost). The homography threshold is in the reference photo's pixels, so
+it means the same at any query size. `MAX_KEYPOINTS` and `QUERY_KEYPOINTS` bound the cost (~25
+ms to extract a catalogue photo, ~80-120 ms a large listing photo, ~2-4 ms per pair to match,
+on one core).
 """
 
 from __future__ import annotations
@@ -41,8 +48,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-MAX_SIDE = 480
+MAX_SIDE = 480  # catalogue photos' longer side when matched
 MAX_KEYPOINTS = 500
+QUERY_SIDE = 720  # at most, for listing photos larger than MAX_SIDE
+QUERY_KEYPOINTS = 1000
 RATIO = 0.8
 MIN_MATCHES = 8  # fewer tentative matches than this: nothing to fit
 HOMOGRAPHY_PX = 6.0  # MAGSAC++ threshold at MAX_SIDE
@@ -119,25 +128,48 @@ def colour_gap(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(1.0 - np.sqrt(np.asarray(a, np.float64) * b).sum(), 0.0, 1.0))
 
 
-_sift: cv2.SIFT | None = None
+_sift: dict[int, cv2.SIFT] = {}
 
 
-def _detector() -> cv2.SIFT:
-    global _sift
-    if _sift is None:
-        _sift = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS)
-    return _sift
+def _detector(keypoints: int) -> cv2.SIFT:
+    if keypoints not in _sift:
+        _sift[keypoints] = cv2.SIFT_create(nfeatures=keypoints)
+    return _sift[keypoints]
 
 
-def extract(image: Image.Image, *, mirror: bool = False) -> LocalFeatures:
-    """RootSIFT features of a photo, resized so that its longer side is MAX_SIDE.
+def query_side(size: tuple[int, int], limit: int = QUERY_SIDE) -> int:
+    """The longer side, in pixels, a listing photo of `size` (width, height) is matched at:
+    its own between MAX_SIDE and `limit`, MAX_SIDE below (enlarged, as catalogue photos are),
+    `limit` above. `limit` MAX_SIDE matches it as a catalogue photo (bundles calibrated before
+    QUERY_SIDE existed)."""
+    return min(limit, max(MAX_SIDE, max(size)))
+
+
+def matching_info() -> dict[str, int]:
+    """bundle.json's `local_matching`: the sizes a bundle's verification evidence was
+    calibrated at (`Bundle.query_side` serves its queries at the same)."""
+    return {"reference_side": MAX_SIDE, "reference_keypoints": MAX_KEYPOINTS,
+            "query_side": QUERY_SIDE, "query_keypoints": QUERY_KEYPOINTS}
+
+
+def extract_query(image: Image.Image, limit: int = QUERY_SIDE) -> LocalFeatures:
+    """RootSIFT features of a listing (query) photo: at `query_side`, up to QUERY_KEYPOINTS."""
+    side = query_side(image.size, limit)
+    return extract(image, side=side,
+                   keypoints=QUERY_KEYPOINTS if limit > MAX_SIDE else MAX_KEYPOINTS)
+
+
+def extract(image: Image.Image, *, side: int = MAX_SIDE, keypoints: int = MAX_KEYPOINTS,
+            mirror: bool = False) -> LocalFeatures:
+    """RootSIFT features of a photo, resized so that its longer side is `side` pixels (a
+    catalogue photo: MAX_SIDE; a listing photo: `extract_query`), at most `keypoints` of them.
 
     Small photos are enlarged too: keypoint counts and the pixel thresholds of the robust fits
     then mean the same for a 128-pixel museum thumbnail and a 4000-pixel phone photo.
     """
     colour = colour_signature(image)
     grey = image.convert("L")
-    scale = MAX_SIDE / max(grey.size)
+    scale = side / max(grey.size)
     if abs(scale - 1.0) > 0.01:
         grey = grey.resize(
             (max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
@@ -147,13 +179,13 @@ def extract(image: Image.Image, *, mirror: bool = False) -> LocalFeatures:
     if mirror:
         grey = grey.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     pixels = np.asarray(grey, np.uint8)
-    keypoints, desc = _detector().detectAndCompute(pixels, None)
-    if desc is None or not keypoints:
+    found, desc = _detector(keypoints).detectAndCompute(pixels, None)
+    if desc is None or not found:
         return LocalFeatures(EMPTY.points, EMPTY.descriptors, grey.size, colour)
     desc = desc.astype(np.float32)
     desc /= np.maximum(desc.sum(1, keepdims=True), 1e-7)  # L1
     root = np.sqrt(desc)  # unit L2 norm now; * 255 fits uint8 without loss that matters
-    points = np.array([k.pt for k in keypoints], np.float32)
+    points = np.array([k.pt for k in found], np.float32)
     return LocalFeatures(points, np.clip(np.rint(root * 255.0), 0, 255).astype(np.uint8),
                          grey.size, colour)
 

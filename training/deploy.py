@@ -45,6 +45,7 @@ from matcher.model import backbone_config, build_model
 from matcher.precision import inference_precision
 from matcher.preprocess import Preprocess
 from matcher.scoring import DUPLICATE_PHASH, DUPLICATE_SIMILARITY, VERIFY_FLOOR, fit_look
+from matcher.verify import matching_info
 from matcher.vlad import WORDS, fit_codebook
 from training.ablation import (
     colour_choice_sentence,
@@ -145,14 +146,14 @@ def distractor_set(images: Sequence, backbone: torch.nn.Module, preprocess: Prep
     """Half of the photos as the background bank, the other half as negative queries (`crop`:
     embedded as the matcher embeds a query, from the object crop where it cuts one)."""
     from artwatch.images.decode import perceptual_hash_pair
-    from matcher.verify import extract
+    from matcher.verify import extract_query
 
     bank_images = [images[i] for i in range(0, len(images), 2)]
     query_images = [images[i] for i in range(1, len(images), 2)]
     queries = []
     for image in query_images:
         h, m = perceptual_hash_pair(image)
-        queries.append(QueryImage("distractor", h, m, extract(image) if local else None))
+        queries.append(QueryImage("distractor", h, m, extract_query(image) if local else None))
     if crop:  # one first pass gives the whole photos' features and the crops' boxes
         served, whole, _ = query_features(query_images, backbone, preprocess, device)
     else:
@@ -422,6 +423,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         "train_config": {k: v for k, v in asdict(req).items()
                          if k not in ("out", "distractor_images")},
         **({"local_first_stage": local_stage_info(codebook)} if codebook is not None else {}),
+        **({"local_matching": matching_info()} if req.local_features else {}),
         **({"query_crop": crop_info()}
            if req.query_crop else {}),
         "distractor_bank": {"file": BANK_FILE, "photos": int(len(distractors.bank)),

@@ -55,7 +55,7 @@ from artwatch.images.decode import perceptual_hash_pair
 from matcher.crop import cropped_features
 from matcher.precision import backbone_autocast, served_maps
 from matcher.preprocess import Preprocess
-from matcher.verify import MAX_SIDE, LocalFeatures, extract
+from matcher.verify import QUERY_SIDE, LocalFeatures, extract, extract_query
 from training.catalogue import Photo
 
 # Query image kinds, in the order `ViewSet.queries[i]` lists them (a phone view is a listing
@@ -143,10 +143,11 @@ def listing_view(image: Image.Image, rng: np.random.Generator, size: int) -> Ima
 
 
 def phone_view(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """A phone photo of `image`'s object small on a busy surface (`PHONE_PHOTO`), MAX_SIDE pixels
-    square: the verifier's working size, so its local features are those a real listing
-    photo of that size would give (a model-sized view would hold a few dozen pixels of it)."""
-    return _simulated(image, rng, MAX_SIDE, MAX_SIDE, PHONE_PHOTO)
+    """A phone photo of `image`'s object small on a busy surface (`PHONE_PHOTO`), QUERY_SIDE
+    pixels square: the verifier's working size for a large listing photo, so its local
+    features are those a real phone photo gives (a model-sized view would hold a few dozen
+    pixels of the object)."""
+    return _simulated(image, rng, QUERY_SIDE, QUERY_SIDE, PHONE_PHOTO)
 
 
 def phone_slot(seed: int, key: str, n_views: int, query_views: int) -> int | None:
@@ -213,8 +214,8 @@ def _render(args: tuple[int, _Job]) -> _Rendered:
     queries = []
     for kind, im in kinds:
         h, m = perceptual_hash_pair(im)
-        queries.append(QueryImage(kind, h, m, extract(im) if job.local else None))
-    reference_local = queries[0].local  # the original is also the reference photo
+        queries.append(QueryImage(kind, h, m, extract_query(im) if job.local else None))
+    reference_local = extract(original) if job.local else None  # also the reference photo
     sources = [im for _, im in kinds] if job.crop else []
     return index, pixels, queries, reference_local, -1 if phone is None else phone, sources
 

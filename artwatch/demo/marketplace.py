@@ -326,6 +326,12 @@ class MarketplaceConfig:
     long_side: tuple[int, int] = (420, 1000)
 
 
+PHONE_IN_CLUTTER = MarketplaceConfig(backgrounds=("clutter",), object_height=(0.12, 0.3),
+                                    rotation_deg=20.0, perspective=0.12, long_side=(900, 1400))
+"""A phone photo of an object small on a cluttered table, at a phone's size (the benchmarks'
+phone photos; training's calibration makes its own, `training.views.PHONE_PHOTO`)."""
+
+
 def _perspective_coeffs(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Coefficients for PIL's PERSPECTIVE transform mapping output points `dst` to input `src`."""
     rows = []

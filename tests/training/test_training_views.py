@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from matcher.verify import MAX_SIDE
+from matcher.verify import QUERY_SIDE
 from training.crossfit import whitening_views
 from training.deploy import query_views_for, views_per_photo
 from training.views import ViewSet, listing_view, phone_slot, phone_view, photo_seed
@@ -65,7 +65,7 @@ def test_a_phone_view_shows_the_object_small_at_the_verifiers_size() -> None:
 
     phone = [phone_view(photo, photo_seed(0, "disc", j)) for j in range(6)]
     listing = [listing_view(photo, photo_seed(0, "disc", j), 336) for j in range(6)]
-    assert all(im.size == (MAX_SIDE, MAX_SIDE) for im in phone)
+    assert all(im.size == (QUERY_SIDE, QUERY_SIDE) for im in phone)
     assert all(0 < red_share(im) < 0.12 for im in phone), [red_share(im) for im in phone]
     assert np.median([red_share(im) for im in listing]) > 2 * np.median(
         [red_share(im) for im in phone])
