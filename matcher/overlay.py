@@ -1,16 +1,26 @@
-"""The picture a reviewer checks: the listing photo and the catalogue photo side by side, with
-lines between the local features that the geometric verification kept (`matcher.verify`).
+"""The pictures a reviewer checks beside an alerted candidate: why the matcher said so.
 
-Drawn once per alerted candidate whose best photo was verified, stored in the content store like
-any photo, and referenced from `matches.evidence.keypoints_image_id`.
+* `keypoint_overlay`: the listing photo and the catalogue photo side by side, with lines
+  between the local features that the geometric verification kept (`matcher.verify`); drawn
+  for a candidate whose best photo was verified (`matches.evidence.keypoints_image_id`).
+* `activation_overlay`: the listing photo with where the backbone's last feature map is strong
+  (the channel sum `matcher.crop` selects the object by, SCDA) as a heat layer, and the box the
+  photo was recognised from when the matcher embedded its object crop rather than the whole
+  photo (`matches.evidence.saliency_image_id`). A reviewer sees at a glance whether the model
+  looked at the object or at the table, the watermark or the neighbouring lot.
+
+Both are drawn once per alerted candidate and stored in the content store like any photo.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
+import numpy as np
 from PIL import Image, ImageDraw
 
+from matcher.preprocess import Preprocess
 from matcher.verify import QUERY_SIDE, LocalFeatures, extract, extract_query, verify
 
 HEIGHT = 360
@@ -49,6 +59,59 @@ def keypoint_overlay(listing_photo: Image.Image, catalogue_photo: Image.Image,
         for x, y in (a, b):
             draw.ellipse((x - 2.5, y - 2.5, x + 2.5, y + 2.5), outline=colour, width=2)
     draw.text((6, 6), f"{result.h_inliers} matching keypoints", fill=(0, 0, 0))
+    return _png(canvas), result.h_inliers
+
+
+HEAT_OPACITY = 0.55  # of the heat colour where the activation is strongest
+BOX_COLOUR = (40, 200, 90)
+
+
+def _png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
-    canvas.save(buf, "PNG", optimize=True)
-    return buf.getvalue(), result.h_inliers
+    image.save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def activation_overlay(photo: Image.Image, feature_map: np.ndarray, preprocess: Preprocess,
+                       crop: Sequence[int] | None, cropped: bool | None) -> bytes:
+    """PNG, HEIGHT pixels high, of `photo` under its activation heat and its recognition box.
+
+    `feature_map`: (channels, h, w), the backbone's last map for `photo` fitted by
+    `preprocess` (`Bundle.forward_maps`); its channel sum, scaled to 0..1 over the photo, is
+    the heat (red to yellow, transparent where weakest). `crop`: the (left, top, right,
+    bottom) box in `photo`'s pixels the photo was embedded from (`matcher.crop.Box`), drawn
+    with its share of the photo; `cropped`: False when the matcher embedded the whole photo,
+    None when it is not known (a photo scored before boxes were recorded). Raises ValueError
+    for a map that is not 3-D.
+    """
+    if feature_map.ndim != 3:
+        raise ValueError(f"feature map must be (channels, h, w), got shape {feature_map.shape}")
+    image = photo.convert("RGB")
+    scale = HEIGHT / image.height
+    shown = image.resize((max(1, round(image.width * scale)), HEIGHT), Image.Resampling.BILINEAR)
+    energy = np.asarray(feature_map, np.float64).sum(axis=0)
+    r = preprocess.resolution
+    fitted_w, fitted_h = preprocess.fitted_size(*image.size)
+    left, top = (r - fitted_w) // 2, (r - fitted_h) // 2  # where `Preprocess.fit` pastes it
+    grid = Image.fromarray(energy.astype(np.float32), "F").resize((r, r), Image.Resampling.BILINEAR)
+    heat = np.asarray(grid.crop((left, top, left + fitted_w, top + fitted_h))
+                      .resize(shown.size, Image.Resampling.BILINEAR), np.float32)
+    span = float(heat.max() - heat.min())
+    heat = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
+    colour = np.stack([np.full_like(heat, 255.0), 255.0 * heat, np.zeros_like(heat)], axis=-1)
+    alpha = (HEAT_OPACITY * heat)[..., None]
+    blended = np.asarray(shown, np.float32) * (1.0 - alpha) + colour * alpha
+    canvas = Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(canvas)
+    if crop is not None:
+        x0, y0, x1, y1 = (float(v) * scale for v in crop)
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=BOX_COLOUR, width=3)
+        share = (crop[2] - crop[0]) * (crop[3] - crop[1]) / (image.width * image.height)
+        label = f"recognised from this box ({share:.0%} of the photo)"
+    elif cropped is False:
+        label = "recognised from the whole photo"
+    else:
+        label = "model activation"
+    draw.rectangle((0, 0, 8 + 6 * len(label), 18), fill=(255, 255, 255))
+    draw.text((4, 4), label, fill=(0, 0, 0))
+    return _png(canvas)

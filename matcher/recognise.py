@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+import torch
 from psycopg.types.json import Jsonb
 
 from artwatch.db.retry import DB_UNAVAILABLE
@@ -35,13 +36,14 @@ from artwatch.images import ImageStore
 from artwatch.images.records import record_image
 from matcher.bundle import Bundle
 from matcher.catalogue_index import CatalogueIndex
+from matcher.crop import Box
 from matcher.decode import photos_of
 from matcher.engine import PhotoScores, score_photos
 from matcher.evidence import CHUNK, PHASH_NEAR
 from matcher.failures import mark_unreadable, record_scored
 from matcher.indexing import store_embeddings
 from matcher.inference import PhotoPredictor
-from matcher.overlay import keypoint_overlay
+from matcher.overlay import activation_overlay, keypoint_overlay
 from matcher.scoring import (
     cell_of,
     check_spec,
@@ -209,7 +211,8 @@ class Recogniser:
         clock = time.perf_counter()
         ids = [int(r["id"]) for r in kept]
         self._write_predictions(conn, ids, batch.embeddings, phashes, scores,
-                                wholes=[batch.wholes.get(i) for i in ids])
+                                wholes=[batch.wholes.get(i) for i in ids],
+                                crops=[batch.crops.get(i) for i in ids])
         self.timings["write_s"] += time.perf_counter() - clock
         return len(kept)
 
@@ -237,16 +240,25 @@ class Recogniser:
     def _write_predictions(self, conn: psycopg.Connection, ids: list[int],
                            embeddings: np.ndarray, phashes: Sequence[tuple[int, int]],
                            scores: PhotoScores, replace: bool = False,
-                           wholes: Sequence[np.ndarray | None] | None = None) -> None:
+                           wholes: Sequence[np.ndarray | None] | None = None,
+                           crops: Sequence[Box | None] | None = None) -> None:
+        """Store each photo's `predictions.topk` (and, first time, its embeddings). `crops`:
+        the box each photo was embedded from (None: the whole photo), recorded as the topk's
+        `crop` for the reviewer's picture; a rescore keeps the box its model pass recorded."""
         params = []
         for qi, image_id in enumerate(ids):
             payload = self.payload(scores, qi, embeddings[qi])
+            if crops is not None and self.bundle.crops_queries:
+                box = crops[qi]
+                payload["crop"] = list(box.as_tuple()) if box is not None else None
             best = payload["candidates"][0]["p"] if payload["candidates"] else 0.0
             hits = [{"object_id": c["object_id"], "object_image_id": c["object_image_id"],
                      "distance": c["phash_distance"]}
                     for c in payload["candidates"] if c["phash_distance"] is not None]
             params.append((image_id, self.bundle_id, Jsonb(payload), best, Jsonb(hits)))
-        conflict = ("DO UPDATE SET topk = EXCLUDED.topk, best_score = EXCLUDED.best_score, "
+        conflict = ("DO UPDATE SET topk = EXCLUDED.topk || CASE WHEN predictions.topk ? 'crop' "
+                    "THEN jsonb_build_object('crop', predictions.topk->'crop') ELSE '{}' END, "
+                    "best_score = EXCLUDED.best_score, "
                     "phash_hits = EXCLUDED.phash_hits, created_at = now()"
                     if replace else "DO NOTHING")
         with conn.transaction():
@@ -325,8 +337,9 @@ class Recogniser:
         promise = {**(self.point.get("promise") or {}).get(cell, {}), "cell": cell}
         written = []
         shown = [(o, p) for o, p in ranked if p >= self.policy.candidate_floor or o == best_obj]
+        activations: dict[int, int | None] = {}  # image id -> its picture, drawn once
         for rank, (obj, p) in enumerate(shown[: self.policy.top_k], start=1):
-            evidence = self._evidence(conn, photos, obj, p, threshold, promise)
+            evidence = self._evidence(conn, photos, obj, p, threshold, promise, activations)
             row = conn.execute(
                 """
                 INSERT INTO matches (listing_id, object_id, bundle_id, score, rank, evidence,
@@ -364,11 +377,33 @@ class Recogniser:
                         catalogue_image, exc)
             return None
 
+    def _activation_image(self, conn: psycopg.Connection, image_id: int,
+                          topk: dict[str, Any]) -> int | None:
+        """images.id of the listing photo's activation picture (`activation_overlay`: where
+        the model looked, and the box it recognised the photo from), or None when the photo
+        cannot be read now. One backbone pass: drawn for alerted candidates only."""
+        row = conn.execute("SELECT sha256 FROM images WHERE id = %s", (image_id,)).fetchone()
+        try:
+            if row is None:
+                raise KeyError(image_id)
+            photo = self.store.open_rgb(row["sha256"].strip())
+            pixels = torch.from_numpy(self.bundle.preprocess.fit(photo)[None])
+            maps, _ = self.bundle.forward_maps(pixels)
+            known = "crop" in topk
+            drawn = activation_overlay(photo, maps[0], self.bundle.preprocess,
+                                       topk.get("crop"), (topk.get("crop") is not None)
+                                       if known else None)
+            return record_image(conn, self.store.put(drawn))
+        except (KeyError, OSError, ValueError) as exc:  # gone or unreadable: no picture
+            log.warning("no activation picture for image %s: %s", image_id, exc)
+            return None
+
     def _evidence(self, conn: psycopg.Connection, photos: list[dict[str, Any]], obj: int,
-                  listing_p: float, threshold: float, promise: dict[str, Any]
-                  ) -> dict[str, Any]:
-        """`matches.evidence` (alerts/README.md): the photo that showed the object best, and
-        for a verified candidate the picture of its matching keypoints."""
+                  listing_p: float, threshold: float, promise: dict[str, Any],
+                  activations: dict[int, int | None] | None = None) -> dict[str, Any]:
+        """`matches.evidence` (alerts/README.md): the photo that showed the object best, its
+        activation picture, and for a verified candidate the picture of its matching
+        keypoints. `activations` caches the pictures across one listing's candidates."""
         best_photo, best_c = None, None
         for p in photos:
             for c in p["topk"].get("candidates", []):
@@ -382,8 +417,14 @@ class Recogniser:
         if inliers >= VERIFIED_INLIERS and best_c.get("object_image_id"):
             keypoints = self._keypoints_image(conn, int(best_photo["image_id"]),
                                               int(best_c["object_image_id"]))
+        image_id = int(best_photo["image_id"])
+        cache = {} if activations is None else activations
+        if image_id not in cache:
+            cache[image_id] = self._activation_image(conn, image_id, best_photo["topk"])
+        saliency = cache[image_id]
         return {
             **({"keypoints_image_id": keypoints} if keypoints else {}),
+            **({"saliency_image_id": saliency} if saliency else {}),
             "image_id": int(best_photo["image_id"]),
             "method": method,
             "object_image_id": best_c.get("object_image_id"),

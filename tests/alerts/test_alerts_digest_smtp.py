@@ -284,7 +284,7 @@ def test_saliency_overlay_shown_and_missing_photo_is_a_placeholder(
     report = Dispatcher(smtp_settings, retry_base_delay_s=0.01).run()
     assert len(report.sent) == 1
     _, html, images = _parts(box.messages[0])
-    assert 'alt="saliency overlay"' in html
+    assert 'alt="where the model looked in the listing photo' in html
     assert "no catalogue photo" in html
     assert set(re.findall(r'src="cid:([^"]+)"', html)) == set(images)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from matcher.crop import CROP_BELOW, activation_mask, cropped_features, object_box, query_box
+from matcher.overlay import BOX_COLOUR, HEIGHT, activation_overlay
 from matcher.preprocess import Preprocess
 
 PRE = Preprocess(224, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
@@ -80,3 +83,33 @@ def test_cropped_features_embed_the_crop_cut_from_the_full_photo() -> None:
     red = (crop[..., 0] > 200) & (crop[..., 1] < 50)
     assert red.mean() > 0.25  # the red object fills much of the crop, a small part of the photo
     assert pooled[0, 0] == 0.0  # the caller's array is not written to
+
+
+def test_the_activation_picture_shows_where_the_model_looked_and_the_box_it_used() -> None:
+    """The reviewer's picture: heat over the object's cells, the recognition box in green."""
+    photo = Image.new("RGB", (448, 448), (128, 128, 128))
+    png = activation_overlay(photo, _map_with_object(), PRE, (256, 32, 448, 224), True)
+    shown = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.int32)
+    assert shown.shape == (HEIGHT, HEIGHT, 3)
+    s = HEIGHT / 448
+
+    def at(x: int, y: int) -> np.ndarray:  # a pixel of the photo, in the picture
+        return shown[round(y * s), round(x * s)]
+
+    hot, cold = at(352, 128), at(64, 352)  # inside the object's cells; plain surroundings
+    assert hot[0] - hot[2] > 80  # red-yellow heat over the object
+    assert abs(int(cold[0]) - 128) < 12 and abs(int(cold[2]) - 128) < 12  # the photo, untinted
+    edge = shown[round(128 * s), round(256 * s) + 1]  # the box's left edge
+    assert tuple(edge) == BOX_COLOUR
+
+
+def test_the_activation_picture_says_when_the_whole_photo_was_recognised() -> None:
+    photo = Image.new("RGB", (300, 200), (200, 200, 200))
+    whole = activation_overlay(photo, _map_with_object(), PRE, None, False)
+    unknown = activation_overlay(photo, _map_with_object(), PRE, None, None)
+    assert Image.open(io.BytesIO(whole)).size == (HEIGHT * 3 // 2, HEIGHT)
+    assert whole != unknown  # a different label: the reviewer is not told what is not known
+    green = np.all(np.asarray(Image.open(io.BytesIO(whole)).convert("RGB")) == BOX_COLOUR, -1)
+    assert not green.any()  # no box drawn
+    with pytest.raises(ValueError, match="channels, h, w"):
+        activation_overlay(photo, np.zeros((7, 7)), PRE, None, None)

@@ -21,6 +21,7 @@ from artwatch.demo import distractor_listing_photos
 from artwatch.queue import MATCH_IMAGES, MATCHER_QUEUE, app
 from matcher.bundle import Bundle
 from matcher.catalogue_index import CatalogueIndex, NotIndexed
+from matcher.overlay import HEIGHT
 from matcher.recognise import MatchPolicy, Recogniser
 
 
@@ -181,3 +182,33 @@ def test_sweeper_requeues_lost_work_and_gives_up_after_max_attempts(
     assert full.skipped and "already queued" in full.skipped
     with app.connection_for_write() as connection:
         connection.default_channel.queue_purge(MATCHER_QUEUE)
+
+
+def test_an_alert_shows_where_the_model_looked_and_a_rescore_keeps_the_box(
+        conn: psycopg.Connection, served) -> None:
+    photo = conn.execute(
+        "SELECT o.accession, i.sha256 FROM objects o JOIN object_images oi "
+        "ON oi.object_id = o.id JOIN images i ON i.id = oi.image_id ORDER BY i.id LIMIT 1"
+    ).fetchone()
+    museum = served["store"].open_rgb(photo["sha256"].strip())
+    lot, ids = listing(conn, served, [jpeg(museum.resize((300, 300)), 70)])
+    rec = served["recogniser"]()
+    assert rec.bundle.crops_queries  # the default recipe embeds listing photos' object crops
+    rec.handle(conn, [(ids, lot, "live")])
+    found = matches(conn, lot)
+    assert found and found[0]["accession"] == photo["accession"]
+    picture = conn.execute("SELECT sha256 FROM images WHERE id = %s",
+                           (found[0]["evidence"]["saliency_image_id"],)).fetchone()
+    assert served["store"].open_rgb(picture["sha256"].strip()).size == (HEIGHT, HEIGHT)
+
+    def topk() -> dict:
+        return conn.execute("SELECT topk FROM predictions WHERE image_id = %s",
+                            (ids[0],)).fetchone()["topk"]
+
+    before = topk()
+    assert "crop" in before  # the box the photo was embedded from, or null for the whole
+    if before["crop"] is not None:
+        left, top, right, bottom = before["crop"]
+        assert 0 <= left < right <= 300 and 0 <= top < bottom <= 300
+    assert rec.rescore_photos(conn, ids) == ids  # a retro-hunt: no model pass, the box kept
+    assert topk()["crop"] == before["crop"]
