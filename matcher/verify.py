@@ -159,14 +159,9 @@ def extract_query(image: Image.Image, limit: int = QUERY_SIDE) -> LocalFeatures:
                    keypoints=QUERY_KEYPOINTS if limit > MAX_SIDE else MAX_KEYPOINTS)
 
 
-def extract(image: Image.Image, *, side: int = MAX_SIDE, keypoints: int = MAX_KEYPOINTS,
-            mirror: bool = False) -> LocalFeatures:
-    """RootSIFT features of a photo, resized so that its longer side is `side` pixels (a
-    catalogue photo: MAX_SIDE; a listing photo: `extract_query`), at most `keypoints` of them.
-
-    Small photos are enlarged too: keypoint counts and the pixel thresholds of the robust fits
-    then mean the same for a 128-pixel museum thumbnail and a 4000-pixel phone photo.
-    """
+def _detect(image: Image.Image, side: int, keypoints: int, mirror: bool
+            ) -> tuple[LocalFeatures, np.ndarray]:
+    """`extract`'s features and their keypoints' detector responses (n,), strongest first."""
     colour = colour_signature(image)
     grey = image.convert("L")
     scale = side / max(grey.size)
@@ -181,13 +176,46 @@ def extract(image: Image.Image, *, side: int = MAX_SIDE, keypoints: int = MAX_KE
     pixels = np.asarray(grey, np.uint8)
     found, desc = _detector(keypoints).detectAndCompute(pixels, None)
     if desc is None or not found:
-        return LocalFeatures(EMPTY.points, EMPTY.descriptors, grey.size, colour)
-    desc = desc.astype(np.float32)
+        return LocalFeatures(EMPTY.points, EMPTY.descriptors, grey.size, colour), np.zeros(0)
+    points = np.array([k.pt for k in found], np.float32)
+    response = np.array([k.response for k in found], np.float64)
+    angle = np.array([k.angle for k in found], np.float64)
+    # One order whatever the detector's internal sorting left: strongest first (then by
+    # position and orientation: a keypoint with two orientations is two), so that the same
+    # keypoints always meet verification's sampling in one order.
+    order = np.lexsort((angle, points[:, 1], points[:, 0], -response))
+    desc = desc[order].astype(np.float32)
     desc /= np.maximum(desc.sum(1, keepdims=True), 1e-7)  # L1
     root = np.sqrt(desc)  # unit L2 norm now; * 255 fits uint8 without loss that matters
-    points = np.array([k.pt for k in found], np.float32)
-    return LocalFeatures(points, np.clip(np.rint(root * 255.0), 0, 255).astype(np.uint8),
-                         grey.size, colour)
+    return LocalFeatures(points[order], np.clip(np.rint(root * 255.0), 0, 255).astype(np.uint8),
+                         grey.size, colour), response[order]
+
+
+def extract(image: Image.Image, *, side: int = MAX_SIDE, keypoints: int = MAX_KEYPOINTS,
+            mirror: bool = False) -> LocalFeatures:
+    """RootSIFT features of a photo, resized so that its longer side is `side` pixels (a
+    catalogue photo: MAX_SIDE; a listing photo: `extract_query`), at most `keypoints` of them
+    (OpenCV keeps the strongest by detector response), strongest first.
+
+    Small photos are enlarged too: keypoint counts and the pixel thresholds of the robust fits
+    then mean the same for a 128-pixel museum thumbnail and a 4000-pixel phone photo.
+    """
+    return _detect(image, side, keypoints, mirror)[0]
+
+
+def extract_both(image: Image.Image) -> tuple[LocalFeatures, LocalFeatures]:
+    """(`extract_query(image)`, `extract(image)`): a catalogue photo as training uses it, a
+    query and a reference at once. A photo no longer than MAX_SIDE is matched at MAX_SIDE
+    either way, and OpenCV's SIFT keeps the strongest keypoints of one detection (ties
+    included), so the reference's are the query's strongest: one detection gives both."""
+    if query_side(image.size) != MAX_SIDE:
+        return extract_query(image), extract(image)
+    query, response = _detect(image, MAX_SIDE, QUERY_KEYPOINTS, False)
+    if len(response) <= MAX_KEYPOINTS:
+        return query, query
+    keep = int(np.count_nonzero(response >= response[MAX_KEYPOINTS - 1]))
+    return query, LocalFeatures(query.points[:keep], query.descriptors[:keep], query.size,
+                                query.colour)
 
 
 @dataclass(frozen=True)

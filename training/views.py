@@ -55,7 +55,7 @@ from artwatch.images.decode import perceptual_hash_pair
 from matcher.crop import cropped_features
 from matcher.precision import backbone_autocast, served_maps
 from matcher.preprocess import Preprocess
-from matcher.verify import QUERY_SIDE, LocalFeatures, extract, extract_query
+from matcher.verify import QUERY_SIDE, LocalFeatures, extract_both, extract_query
 from training.catalogue import Photo
 
 # Query image kinds, in the order `ViewSet.queries[i]` lists them (a phone view is a listing
@@ -211,11 +211,15 @@ def _render(args: tuple[int, _Job]) -> _Rendered:
     kinds += [(PHONE if j == phone else LISTING, images[1 + j])
               for j in range(min(job.query_views, job.n_views))]
     kinds += [(REUSE, images[-2]), (TWIN, images[-1])]
+    # The original is a query and the reference photo: both its local features at once.
+    original_query, reference_local = extract_both(original) if job.local else (None, None)
     queries = []
     for kind, im in kinds:
         h, m = perceptual_hash_pair(im)
-        queries.append(QueryImage(kind, h, m, extract_query(im) if job.local else None))
-    reference_local = extract(original) if job.local else None  # also the reference photo
+        local = None
+        if job.local:
+            local = original_query if im is original else extract_query(im)
+        queries.append(QueryImage(kind, h, m, local))
     sources = [im for _, im in kinds] if job.crop else []
     return index, pixels, queries, reference_local, -1 if phone is None else phone, sources
 

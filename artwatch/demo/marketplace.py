@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 from scipy import ndimage
@@ -404,22 +405,34 @@ def _drop(
     w, h = obj.size
     strength = rng.uniform(0.25, 0.6)
     dx, dy = int(rng.normal(0, 0.08) * w), int(abs(rng.normal(0.03, 0.04)) * h)
-    shadow = Image.new("L", canvas.size, 0)
-    shadow.paste(alpha, (x + dx, y + dy))
-    shadow = shadow.filter(ImageFilter.GaussianBlur(max(2.0, 0.05 * h)))
-    contact = Image.new("L", canvas.size, 0)
-    ImageDraw.Draw(contact).ellipse(
-        [x + w * 0.15, y + h * 0.93, x + w * 0.85, y + h * 1.03], fill=255
-    )
-    contact = contact.filter(ImageFilter.GaussianBlur(max(1.5, 0.02 * h)))
-    dark = (
-        np.maximum(
-            np.asarray(shadow, np.float32) * strength, np.asarray(contact, np.float32) * 0.35
+    blur_cast, blur_contact = max(2.0, 0.05 * h), max(1.5, 0.02 * h)
+    # The shadows are drawn, blurred and applied in a window around them, not over the whole
+    # canvas (most of a phone-sized canvas is far from the object): the window reaches past
+    # the blurs' support, so every pixel comes out as a whole-canvas pass would make it.
+    reach = 4 * int(np.ceil(max(blur_cast, blur_contact))) + 8
+    x0, y0 = max(0, min(x + dx, x) - reach), max(0, min(y + dy, y) - reach)
+    x1 = min(canvas.width, max(x + dx + w, x + w) + reach)
+    y1 = min(canvas.height, max(y + dy + h, int(np.ceil(y + h * 1.03)) + 1) + reach)
+    if x1 > x0 and y1 > y0:
+        size = (x1 - x0, y1 - y0)
+        shadow = Image.new("L", size, 0)
+        shadow.paste(alpha, (x + dx - x0, y + dy - y0))
+        shadow = shadow.filter(ImageFilter.GaussianBlur(blur_cast))
+        contact = Image.new("L", size, 0)
+        ImageDraw.Draw(contact).ellipse(
+            [x + w * 0.15 - x0, y + h * 0.93 - y0, x + w * 0.85 - x0, y + h * 1.03 - y0],
+            fill=255,
         )
-        / 255.0
-    )
-    base = np.asarray(canvas, np.float32) * (1.0 - dark[..., None])
-    canvas.paste(Image.fromarray(np.rint(base).astype(np.uint8), "RGB"))
+        contact = contact.filter(ImageFilter.GaussianBlur(blur_contact))
+        dark = (
+            np.maximum(
+                np.asarray(shadow, np.float32) * strength, np.asarray(contact, np.float32) * 0.35
+            )
+            / 255.0
+        )
+        window = (x0, y0, x1, y1)
+        base = np.asarray(canvas.crop(window), np.float32) * (1.0 - dark[..., None])
+        canvas.paste(Image.fromarray(np.rint(base).astype(np.uint8), "RGB"), window[:2])
     canvas.paste(obj.convert("RGB"), (x, y), alpha)
     mask.paste(alpha, (x, y), alpha)
 
@@ -501,15 +514,20 @@ def _overlay_text(img: Image.Image, rng: np.random.Generator, kind: str) -> Imag
 
 def _camera(img: Image.Image, rng: np.random.Generator, cfg: MarketplaceConfig) -> Image.Image:
     """Phone camera and room light: white balance, exposure, vignette, blur, noise."""
-    arr = np.asarray(img, np.float32) / 255.0
-    h, w, _ = arr.shape
+    pixels = np.ascontiguousarray(np.asarray(img.convert("RGB"), np.uint8))
+    h, w, _ = pixels.shape
     warm = rng.normal(0.0, 0.07)
     gains = np.array([1.0 + warm, 1.0 + rng.normal(0, 0.02), 1.0 - warm], np.float32) * rng.uniform(
         0.85, 1.15
     )
-    arr = np.clip(arr * gains, 0, 1) ** rng.uniform(0.8, 1.25)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) * 2.0
+    # White balance, exposure and gamma act on each channel's 256 levels alone: computed once
+    # per level and looked up (a phone-sized canvas has millions of pixels, 256 levels).
+    levels = np.arange(256, dtype=np.float32)[:, None] / 255.0
+    curve = (np.clip(levels * gains, 0, 1) ** rng.uniform(0.8, 1.25)).astype(np.float32)
+    arr = cv2.LUT(pixels, curve.reshape(256, 1, 3))
+    xs = (np.arange(w, dtype=np.float32) / w - 0.5) ** 2
+    ys = (np.arange(h, dtype=np.float32) / h - 0.5) ** 2
+    r2 = (xs[None, :] + ys[:, None]) * 2.0
     arr *= (1.0 - rng.uniform(0.0, 0.35) * r2)[..., None]
     if rng.random() < cfg.p_noise:
         arr += rng.normal(0, rng.uniform(0.005, 0.025), arr.shape).astype(np.float32)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter
 
 from artwatch.demo.artefacts import build_artefact, object_spec, plan_views
 from artwatch.demo.catalogue import generate_catalogue
@@ -16,6 +16,9 @@ from artwatch.demo.marketplace import (
     BACKGROUNDS,
     MarketplaceConfig,
     MarketplaceTransform,
+    _camera,
+    _drop,
+    cut_out,
     make_background,
     segment_object,
     simulate_listing,
@@ -179,3 +182,60 @@ def test_listings_name_the_object_or_none(tmp_path: Path) -> None:
     assert all(
         r.source == "catalogue-photo" and r.source_image.startswith("images/") for r in reused
     )
+
+
+def _drop_on_whole_canvas(canvas: Image.Image, obj: Image.Image, x: int, y: int,
+                          rng: np.random.Generator) -> None:
+    """`_drop` as first written: both shadows drawn, blurred and applied over the whole canvas."""
+    alpha = obj.getchannel("A")
+    w, h = obj.size
+    strength = rng.uniform(0.25, 0.6)
+    dx, dy = int(rng.normal(0, 0.08) * w), int(abs(rng.normal(0.03, 0.04)) * h)
+    shadow = Image.new("L", canvas.size, 0)
+    shadow.paste(alpha, (x + dx, y + dy))
+    shadow = shadow.filter(ImageFilter.GaussianBlur(max(2.0, 0.05 * h)))
+    contact = Image.new("L", canvas.size, 0)
+    ImageDraw.Draw(contact).ellipse([x + w * 0.15, y + h * 0.93, x + w * 0.85, y + h * 1.03],
+                                    fill=255)
+    contact = contact.filter(ImageFilter.GaussianBlur(max(1.5, 0.02 * h)))
+    dark = np.maximum(np.asarray(shadow, np.float32) * strength,
+                      np.asarray(contact, np.float32) * 0.35) / 255.0
+    base = np.asarray(canvas, np.float32) * (1.0 - dark[..., None])
+    canvas.paste(Image.fromarray(np.rint(base).astype(np.uint8), "RGB"))
+    canvas.paste(obj.convert("RGB"), (x, y), alpha)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_shadows_drawn_in_a_window_are_the_whole_canvas_shadows(seed: int) -> None:
+    """The window `_drop` works in reaches past the blurs: not one pixel differs from drawing
+    over the whole canvas, also for objects at and beyond the canvas's edges."""
+    rng = np.random.default_rng(seed)
+    canvas = make_background("wood", 500, 380, rng)
+    obj = cut_out(*_rendered(seed, 160))
+    x = int(rng.integers(-obj.width // 2, canvas.width - obj.width // 2))
+    y = int(rng.integers(-obj.height // 2, canvas.height - obj.height // 2))
+    windowed, whole = canvas.copy(), canvas.copy()
+    _drop(windowed, obj, x, y, np.random.default_rng(seed + 100), Image.new("L", canvas.size, 0))
+    _drop_on_whole_canvas(whole, obj, x, y, np.random.default_rng(seed + 100))
+    assert np.array_equal(np.asarray(windowed), np.asarray(whole))
+    assert not np.array_equal(np.asarray(windowed), np.asarray(canvas))  # a shadow was cast
+
+
+def test_the_camera_tone_curve_looked_up_per_level_is_the_per_pixel_curve() -> None:
+    """`_camera`'s white balance, exposure and gamma, looked up per level, give the pixels the
+    per-pixel formula gives (the rest of the camera draws from the generator as before)."""
+    cfg = MarketplaceConfig(p_noise=0.0, p_blur=0.0)
+    img = make_background("clutter", 320, 240, np.random.default_rng(3))
+    got = np.asarray(_camera(img, np.random.default_rng(9), cfg))
+    rng = np.random.default_rng(9)
+    arr = np.asarray(img, np.float32) / 255.0
+    warm = rng.normal(0.0, 0.07)
+    gains = np.array([1.0 + warm, 1.0 + rng.normal(0, 0.02), 1.0 - warm],
+                     np.float32) * rng.uniform(0.85, 1.15)
+    arr = np.clip(arr * gains, 0, 1) ** rng.uniform(0.8, 1.25)
+    yy, xx = np.mgrid[0:240, 0:320].astype(np.float32)
+    arr *= (1.0 - rng.uniform(0.0, 0.35) * ((xx / 320 - 0.5) ** 2 + (yy / 240 - 0.5) ** 2) * 2.0
+            )[..., None]
+    want = np.clip(np.rint(arr * 255), 0, 255).astype(np.uint8)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert (got != want).mean() < 1e-3

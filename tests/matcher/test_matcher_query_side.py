@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from matcher.verify import MAX_SIDE, QUERY_SIDE, extract, extract_query, query_side, verify
+from matcher.verify import (
+    MAX_KEYPOINTS,
+    MAX_SIDE,
+    QUERY_SIDE,
+    extract,
+    extract_both,
+    extract_query,
+    query_side,
+    verify,
+)
 
 
 def test_the_query_side_keeps_a_large_photos_pixels_up_to_the_limit() -> None:
@@ -36,3 +45,19 @@ def test_a_small_print_in_a_large_photo_is_verified_at_the_listing_size() -> Non
     assert large.h_inliers > 2 * max(small.h_inliers, 1), (large.h_inliers, small.h_inliers)
     other = verify(extract_query(clutter), extract(_print(np.random.default_rng(4), 480)))
     assert other.h_inliers < large.h_inliers / 2, "another print does not match so"
+
+
+def test_a_catalogue_photo_detected_once_gives_its_query_and_reference_features() -> None:
+    """Training's `extract_both` is `extract_query` and `extract` exactly: keypoints, order,
+    descriptors. A small photo (matched at MAX_SIDE both ways, more keypoints than a reference
+    keeps: its strongest are the reference) is detected once; a large one twice."""
+    rng = np.random.default_rng(5)
+    for side in (300, 900):  # below MAX_SIDE; above it (query at its own size, reference at 480)
+        cells = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)  # finer: many keypoints
+        photo = Image.fromarray(cells).resize((side, side), Image.Resampling.NEAREST)
+        query, reference = extract_both(photo)
+        for got, want in ((query, extract_query(photo)), (reference, extract(photo))):
+            assert got.size == want.size
+            assert np.array_equal(got.points, want.points)
+            assert np.array_equal(got.descriptors, want.descriptors)
+        assert MAX_KEYPOINTS <= len(reference) < len(query), "the limits (and ties) differ"
