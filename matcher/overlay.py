@@ -18,7 +18,7 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from matcher.preprocess import Preprocess
 from matcher.verify import QUERY_SIDE, LocalFeatures, extract, extract_query, verify
@@ -58,8 +58,19 @@ def keypoint_overlay(listing_photo: Image.Image, catalogue_photo: Image.Image,
         draw.line([a, b], fill=colour, width=1)
         for x, y in (a, b):
             draw.ellipse((x - 2.5, y - 2.5, x + 2.5, y + 2.5), outline=colour, width=2)
-    draw.text((6, 6), f"{result.h_inliers} matching keypoints", fill=(0, 0, 0))
+    _label(draw, f"{result.h_inliers} matching keypoints")
     return _png(canvas), result.h_inliers
+
+
+LABEL_PX = 16  # the pictures are shown 160-360 pixels high: a label must survive that
+
+
+def _label(draw: ImageDraw.ImageDraw, text: str) -> None:
+    """Black text on a white band in the picture's top-left corner."""
+    font = ImageFont.load_default(size=LABEL_PX)
+    left, top, right, bottom = draw.textbbox((6, 4), text, font=font)
+    draw.rectangle((0, 0, right + 6, bottom + 4), fill=(255, 255, 255))
+    draw.text((6, 4), text, fill=(0, 0, 0), font=font)
 
 
 HEAT_OPACITY = 0.55  # of the heat colour where the activation is strongest
@@ -107,11 +118,10 @@ def activation_overlay(photo: Image.Image, feature_map: np.ndarray, preprocess: 
         x0, y0, x1, y1 = (float(v) * scale for v in crop)
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=BOX_COLOUR, width=3)
         share = (crop[2] - crop[0]) * (crop[3] - crop[1]) / (image.width * image.height)
-        label = f"recognised from this box ({share:.0%} of the photo)"
+        label = f"recognised from the box ({share:.0%})"
     elif cropped is False:
         label = "recognised from the whole photo"
     else:
         label = "model activation"
-    draw.rectangle((0, 0, 8 + 6 * len(label), 18), fill=(255, 255, 255))
-    draw.text((4, 4), label, fill=(0, 0, 0))
+    _label(draw, label)
     return _png(canvas)
