@@ -59,6 +59,15 @@ class Box:
         return self.left, self.top, self.right, self.bottom
 
 
+def activation_energy(feature_map: np.ndarray) -> np.ndarray:
+    """(h, w) float64: a (channels, h, w) feature map summed over its channels, what SCDA
+    selects the object by (and what a reviewer's picture shows, `matcher.overlay`).
+    Raises ValueError for a map of another shape."""
+    if feature_map.ndim != 3:
+        raise ValueError(f"feature map must be (channels, h, w), got shape {feature_map.shape}")
+    return np.asarray(feature_map, dtype=np.float64).sum(axis=0)
+
+
 def activation_mask(feature_map: np.ndarray) -> np.ndarray:
     """(h, w) bool: SCDA's selected positions of a (channels, h, w) feature map.
 
@@ -66,9 +75,7 @@ def activation_mask(feature_map: np.ndarray) -> np.ndarray:
     bright spots elsewhere are clutter). A flat map (no position above the mean) selects
     everything: no evidence of where the object is, so the whole photo.
     """
-    if feature_map.ndim != 3:
-        raise ValueError(f"feature map must be (channels, h, w), got shape {feature_map.shape}")
-    energy = np.asarray(feature_map, dtype=np.float64).sum(axis=0)
+    energy = activation_energy(feature_map)
     mask = energy > energy.mean()
     if not mask.any():
         return np.ones_like(mask)

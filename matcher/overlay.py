@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from matcher.crop import activation_energy
 from matcher.preprocess import Preprocess
 from matcher.verify import QUERY_SIDE, LocalFeatures, extract, extract_query, verify
 
@@ -95,12 +96,10 @@ def activation_overlay(photo: Image.Image, feature_map: np.ndarray, preprocess: 
     None when it is not known (a photo scored before boxes were recorded). Raises ValueError
     for a map that is not 3-D.
     """
-    if feature_map.ndim != 3:
-        raise ValueError(f"feature map must be (channels, h, w), got shape {feature_map.shape}")
+    energy = activation_energy(feature_map)
     image = photo.convert("RGB")
     scale = HEIGHT / image.height
     shown = image.resize((max(1, round(image.width * scale)), HEIGHT), Image.Resampling.BILINEAR)
-    energy = np.asarray(feature_map, np.float64).sum(axis=0)
     r = preprocess.resolution
     fitted_w, fitted_h = preprocess.fitted_size(*image.size)
     left, top = (r - fitted_w) // 2, (r - fitted_h) // 2  # where `Preprocess.fit` pastes it

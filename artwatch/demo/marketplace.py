@@ -514,7 +514,7 @@ def _overlay_text(img: Image.Image, rng: np.random.Generator, kind: str) -> Imag
 
 def _camera(img: Image.Image, rng: np.random.Generator, cfg: MarketplaceConfig) -> Image.Image:
     """Phone camera and room light: white balance, exposure, vignette, blur, noise."""
-    pixels = np.ascontiguousarray(np.asarray(img.convert("RGB"), np.uint8))
+    pixels = np.asarray(img, np.uint8)
     h, w, _ = pixels.shape
     warm = rng.normal(0.0, 0.07)
     gains = np.array([1.0 + warm, 1.0 + rng.normal(0, 0.02), 1.0 - warm], np.float32) * rng.uniform(
