@@ -212,3 +212,26 @@ def test_an_alert_shows_where_the_model_looked_and_a_rescore_keeps_the_box(
         assert 0 <= left < right <= 300 and 0 <= top < bottom <= 300
     assert rec.rescore_photos(conn, ids) == ids  # a retro-hunt: no model pass, the box kept
     assert topk()["crop"] == before["crop"]
+
+
+def test_a_photo_gone_from_the_store_still_alerts_without_its_pictures(
+        conn: psycopg.Connection, served, caplog: pytest.LogCaptureFixture) -> None:
+    """Disk trouble between recognition and the decision: the match is written with its
+    scores; only the reviewer's pictures are missing, and the log says which photo."""
+    photo = conn.execute(
+        "SELECT o.accession, i.sha256 FROM objects o JOIN object_images oi "
+        "ON oi.object_id = o.id JOIN images i ON i.id = oi.image_id ORDER BY i.id LIMIT 1"
+    ).fetchone()
+    museum = served["store"].open_rgb(photo["sha256"].strip())
+    lot, ids = listing(conn, served, [jpeg(museum.resize((300, 300)), 70)])
+    rec = served["recogniser"]()
+    assert rec.recognise_photos(conn, ids) == 1
+    served["store"].path_for(conn.execute("SELECT sha256 FROM images WHERE id = %s",
+                                          (ids[0],)).fetchone()["sha256"].strip()).unlink()
+    with caplog.at_level("WARNING", logger="matcher.recognise"):
+        rec.score_listing(conn, lot)
+    found = matches(conn, lot)
+    assert found and found[0]["accession"] == photo["accession"]
+    assert found[0]["evidence"]["image_id"] == ids[0]
+    assert "saliency_image_id" not in found[0]["evidence"]
+    assert f"no activation picture for image {ids[0]}" in caplog.text
