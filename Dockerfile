@@ -11,8 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ARTWATCH_CHROMIUM_PATH=/usr/bin/chromium \
     ARTWATCH_DATA_DIR=/var/lib/artwatch
 
+# g++: torch.compile's generated kernels for `artwatch train`'s backbone passes
+# (matcher/compiled.py); without it they run eager, about half as fast.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends chromium fonts-dejavu-core ca-certificates \
+ && apt-get install -y --no-install-recommends chromium fonts-dejavu-core ca-certificates g++ \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/artwatch

@@ -133,6 +133,16 @@ class Settings(BaseSettings):
         default="float32", pattern="^(float32|bfloat16|float16)$",
         description="Precision of the in-memory catalogue matrix (bfloat16: half the memory).",
     )
+    backbone_precision: str = Field(
+        default="auto", pattern="^(auto|float32|bfloat16)$",
+        description="The backbone's inference number format (training and matchers): auto is "
+        "bfloat16 on CUDA and on CPUs with native bfloat16, float32 elsewhere.",
+    )
+    backbone_compile: str = Field(
+        default="auto", pattern="^(auto|on|off)$",
+        description="torch.compile the backbone's inference forward: auto compiles training's "
+        "large passes (2,000 images and up), not a matcher's stream.",
+    )
     matcher_visibility_timeout_s: float = Field(
         default=300.0, ge=10,
         description="A matcher message not acknowledged this long (worker killed) is redelivered.",

@@ -29,9 +29,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from matcher.compiled import BackboneForward, compile_wanted
 from matcher.evidence import LOCAL_CANDIDATES
 from matcher.model import ArtefactClassifier
-from matcher.precision import inference_precision, served_forward, served_maps
+from matcher.precision import inference_precision
 from matcher.preprocess import Preprocess
 from matcher.verify import MAX_SIDE
 
@@ -142,6 +143,11 @@ class Bundle:
         self.info = info
         self.model = model
         self.device = device
+        # A matcher serves a stream of unknown length: eager unless ARTWATCH_BACKBONE_COMPILE=on
+        # (`matcher.compiled`: loading then compiles, 10-30 s, and every batch is faster),
+        # the same features either way.
+        self.backbone_forward = BackboneForward(model.backbone, device,
+                                                compiled=compile_wanted(None))
         self.objects: list[str] = list(info["objects"])
         self.temperature = float(info["temperature"])
         self.thresholds: dict[str, Any] = dict(info.get("thresholds", {}))
@@ -154,6 +160,7 @@ class Bundle:
             tuple(info["mean"]),
             tuple(info["std"]),  # type: ignore[arg-type]
         )
+        self.backbone_forward.warm_up(self.preprocess.resolution)
 
     @classmethod
     def load(cls, path: Path | str, device: str | torch.device = "cpu") -> Bundle:
@@ -240,7 +247,7 @@ class Bundle:
         backbone runs in `matcher.precision`'s format for the device (bfloat16 on CUDA and on
         CPUs with native bfloat16), the whitening and the head in float32.
         """
-        out, emb = served_forward(self.model, self._input(pixels), self.device)
+        out, emb = self.model.heads(self.backbone_forward.pooled(self._input(pixels)))
         return out.float().cpu(), emb.float().cpu()
 
     @torch.inference_mode()
@@ -248,7 +255,7 @@ class Bundle:
         """(last feature maps N x C x h x w float32 numpy, pooled features N x C float32 on
         the CPU) for model-input pixels as `forward_pixels` takes them: the first pass of
         a query photo whose object crop (`matcher.crop`) may be embedded instead."""
-        maps, pooled = served_maps(self.model.backbone, self._input(pixels), self.device)
+        maps, pooled = self.backbone_forward.maps(self._input(pixels))
         return maps.cpu().numpy(), pooled.cpu()
 
     @torch.inference_mode()

@@ -14,7 +14,9 @@ arithmetic keeps float32's precision. Training and the matcher pick the format b
 rule, so on one machine the calibrated score sees exactly the features it is served; a bundle
 records the format it was calibrated with (`inference_precision` in bundle.json) and the
 matcher logs when it serves in another (a different machine: the features move by about the
-cosine above, far less than a listing photo's own variation).
+cosine above, far less than a listing photo's own variation). The `backbone_precision` setting
+(`ARTWATCH_BACKBONE_PRECISION=float32|bfloat16`) replaces the rule where training and
+matchers run on different hardware; `matcher.compiled` compiles the same forward.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+from artwatch.settings import get_settings
 from matcher.model import ArtefactClassifier
 
 BFLOAT16, FLOAT32 = "bfloat16", "float32"
@@ -44,8 +47,19 @@ def native_bfloat16_cpu() -> bool:
     return False
 
 
-def inference_precision(device: torch.device) -> str:
-    """`BFLOAT16` on CUDA and on CPUs with native bfloat16, else `FLOAT32`."""
+def inference_precision(device: torch.device, setting: str | None = None) -> str:
+    """`BFLOAT16` on CUDA and on CPUs with native bfloat16, else `FLOAT32`, when `setting`
+    (default: the `backbone_precision` setting, `ARTWATCH_BACKBONE_PRECISION`) is `auto`;
+    `float32` or `bfloat16` overrides the rule (a deployment whose matchers run on other
+    hardware than its training calibrates in the format they serve; a benchmark times a
+    float32-only CPU's recipe on this one).
+
+    Raises ValueError for another value."""
+    chosen = setting or get_settings().backbone_precision
+    if chosen in (FLOAT32, BFLOAT16):
+        return chosen
+    if chosen != "auto":
+        raise ValueError(f"backbone precision {chosen!r}: expected auto, float32 or bfloat16")
     if device.type == "cuda":
         return BFLOAT16
     if device.type == "cpu" and native_bfloat16_cpu():
@@ -53,9 +67,13 @@ def inference_precision(device: torch.device) -> str:
     return FLOAT32
 
 
-def backbone_autocast(device: torch.device) -> AbstractContextManager:
-    """The context the backbone's inference forward runs in on `device` (see the module)."""
-    if inference_precision(device) == BFLOAT16:
+def backbone_autocast(device: torch.device,
+                      precision: str | None = None) -> AbstractContextManager:
+    """The context the backbone's inference forward runs in on `device` (see the module).
+
+    `precision`: the format, when the caller has already decided it (`matcher.compiled`
+    passes it so that a compiled graph holds no CPU-feature query)."""
+    if (precision or inference_precision(device)) == BFLOAT16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
@@ -70,12 +88,21 @@ def served_forward(model: ArtefactClassifier, x: torch.Tensor,
     return model.heads(feats.float())
 
 
-def served_maps(backbone: torch.nn.Module, x: torch.Tensor,
-                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def served_maps(backbone: torch.nn.Module, x: torch.Tensor, device: torch.device,
+                precision: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(last feature maps N x C x h x w, pooled features N x C), float32, from a timm backbone
     built with `num_classes=0` (so `forward_head(pre_logits=True)` is its own pooling: the
     pooled features equal `backbone(x)`). The maps say where the object is (`matcher.crop`)."""
-    with backbone_autocast(device):
+    with backbone_autocast(device, precision):
         maps = backbone.forward_features(x)
         pooled = backbone.forward_head(maps, pre_logits=True)
     return maps.float(), pooled.float()
+
+
+def served_pooled(backbone: torch.nn.Module, x: torch.Tensor, device: torch.device,
+                  precision: str | None = None) -> torch.Tensor:
+    """Pooled features N x C, float32, of a timm backbone built with `num_classes=0`, in this
+    device's format: `served_maps`'s second output without keeping the maps (a crop's pass,
+    the distractor bank, the baseline)."""
+    with backbone_autocast(device, precision):
+        return backbone(x).float()

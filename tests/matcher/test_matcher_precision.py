@@ -8,8 +8,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from artwatch.settings import SettingsError, get_settings, load_settings
 from matcher.bundle import BUNDLE_JSON, Bundle
 from matcher.precision import (
     BFLOAT16,
@@ -62,3 +64,31 @@ def test_a_bundle_calibrated_in_another_format_is_logged(tmp_path: Path, caplog)
     with caplog.at_level(logging.WARNING, logger="matcher.bundle"):
         Bundle.load(path)
     assert "calibrated on" not in caplog.text
+
+
+def test_the_format_can_be_set_for_a_deployment(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """backbone_precision=float32: exactly float32's features even on bfloat16 hardware (a
+    deployment whose matchers lack it calibrates in their format); a typo is an error."""
+    assert inference_precision(torch.device("cuda"), FLOAT32) == FLOAT32
+    assert inference_precision(CPU, BFLOAT16) == BFLOAT16
+    with pytest.raises(ValueError, match="fp8"):
+        inference_precision(CPU, "fp8")
+    monkeypatch.setenv("ARTWATCH_BACKBONE_PRECISION", "fp8")
+    with pytest.raises(SettingsError, match="ARTWATCH_BACKBONE_PRECISION"):
+        load_settings()
+    monkeypatch.setenv("ARTWATCH_BACKBONE_PRECISION", FLOAT32)
+    get_settings.cache_clear()
+    try:
+        assert inference_precision(CPU) == FLOAT32
+        bundle = Bundle.load(write_untrained_bundle(tmp_path / "b", name="b",
+                                                    objects=["A", "B"]))
+        pixels = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3),
+                                                                     dtype=np.uint8))
+        _, served = bundle.forward_pixels(pixels)
+    finally:
+        monkeypatch.delenv("ARTWATCH_BACKBONE_PRECISION")
+        get_settings.cache_clear()
+    x = bundle.preprocess.normalise(pixels).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        _, exact = bundle.model.forward_both(x)
+    assert torch.equal(served, exact)
