@@ -80,12 +80,11 @@ def backbone_autocast(device: torch.device,
 
 def served_forward(model: ArtefactClassifier, x: torch.Tensor,
                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, embeddings) as the matcher computes them: the backbone in this device's format,
-    the whitening and the head in float32. Everything that calibrates or evaluates what the
-    matcher will serve (`Bundle.forward_pixels`, the paper recipe's evaluation) calls this."""
-    with backbone_autocast(device):
-        feats = model.features(x)
-    return model.heads(feats.float())
+    """(logits, embeddings) as the matcher computes them: the backbone in this device's format
+    (`served_pooled`), the whitening and the head in float32. The paper recipe's evaluation
+    calls this; `Bundle.forward_pixels` does the same through `matcher.compiled`, which
+    compiles `served_pooled` where asked."""
+    return model.heads(served_pooled(model.backbone, x, device))
 
 
 def served_maps(backbone: torch.nn.Module, x: torch.Tensor, device: torch.device,
