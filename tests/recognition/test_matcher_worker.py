@@ -184,19 +184,26 @@ def test_sweeper_requeues_lost_work_and_gives_up_after_max_attempts(
         connection.default_channel.queue_purge(MATCHER_QUEUE)
 
 
-def test_an_alert_shows_where_the_model_looked_and_a_rescore_keeps_the_box(
-        conn: psycopg.Connection, served) -> None:
+def _reused_museum_photo(conn: psycopg.Connection, served) -> tuple[str, int, list[int]]:  # noqa: ANN001
+    """A lot whose one photo is the first catalogue photo, re-saved at 300 x 300: (the
+    object's accession, the lot's id, its photo ids)."""
     photo = conn.execute(
         "SELECT o.accession, i.sha256 FROM objects o JOIN object_images oi "
         "ON oi.object_id = o.id JOIN images i ON i.id = oi.image_id ORDER BY i.id LIMIT 1"
     ).fetchone()
     museum = served["store"].open_rgb(photo["sha256"].strip())
     lot, ids = listing(conn, served, [jpeg(museum.resize((300, 300)), 70)])
+    return photo["accession"], lot, ids
+
+
+def test_an_alert_shows_where_the_model_looked_and_a_rescore_keeps_the_box(
+        conn: psycopg.Connection, served) -> None:
+    accession, lot, ids = _reused_museum_photo(conn, served)
     rec = served["recogniser"]()
     assert rec.bundle.crops_queries  # the default recipe embeds listing photos' object crops
     rec.handle(conn, [(ids, lot, "live")])
     found = matches(conn, lot)
-    assert found and found[0]["accession"] == photo["accession"]
+    assert found and found[0]["accession"] == accession
     picture = conn.execute("SELECT sha256 FROM images WHERE id = %s",
                            (found[0]["evidence"]["saliency_image_id"],)).fetchone()
     assert served["store"].open_rgb(picture["sha256"].strip()).size == (HEIGHT, HEIGHT)
@@ -218,12 +225,7 @@ def test_a_photo_gone_from_the_store_still_alerts_without_its_pictures(
         conn: psycopg.Connection, served, caplog: pytest.LogCaptureFixture) -> None:
     """Disk trouble between recognition and the decision: the match is written with its
     scores; only the reviewer's pictures are missing, and the log says which photo."""
-    photo = conn.execute(
-        "SELECT o.accession, i.sha256 FROM objects o JOIN object_images oi "
-        "ON oi.object_id = o.id JOIN images i ON i.id = oi.image_id ORDER BY i.id LIMIT 1"
-    ).fetchone()
-    museum = served["store"].open_rgb(photo["sha256"].strip())
-    lot, ids = listing(conn, served, [jpeg(museum.resize((300, 300)), 70)])
+    accession, lot, ids = _reused_museum_photo(conn, served)
     rec = served["recogniser"]()
     assert rec.recognise_photos(conn, ids) == 1
     served["store"].path_for(conn.execute("SELECT sha256 FROM images WHERE id = %s",
@@ -231,7 +233,7 @@ def test_a_photo_gone_from_the_store_still_alerts_without_its_pictures(
     with caplog.at_level("WARNING", logger="matcher.recognise"):
         rec.score_listing(conn, lot)
     found = matches(conn, lot)
-    assert found and found[0]["accession"] == photo["accession"]
+    assert found and found[0]["accession"] == accession
     assert found[0]["evidence"]["image_id"] == ids[0]
     assert "saliency_image_id" not in found[0]["evidence"]
     assert f"no activation picture for image {ids[0]}" in caplog.text
