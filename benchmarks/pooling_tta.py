@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from recognition import NewPhoto, PhotoSet, coil_set, generated_set  # noqa: E402
+from recognition import NewPhoto, PhotoSet, add_set_arguments, photo_sets  # noqa: E402
 
 from matcher.model import backbone_config, build_model  # noqa: E402
 from matcher.precision import backbone_autocast  # noqa: E402
@@ -164,23 +164,11 @@ def evaluate(ps: PhotoSet, passes: Passes) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sets", default="coil,generated")
-    # The recognition benchmark's defaults: the same split and the same new photos.
-    parser.add_argument("--queries", type=int, default=6, help="new photos per object")
-    parser.add_argument("--negatives", type=int, default=24)
-    parser.add_argument("--generated-objects", type=int, default=60)
-    parser.add_argument("--generated-uncatalogued", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=0)
+    add_set_arguments(parser)
     args = parser.parse_args()
     passes = Passes()
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.sets.split(","):
-            if name == "coil":
-                ps = coil_set(args.seed, args.queries, Path(tmp) / "coil", args.negatives)
-            else:
-                ps = generated_set(args.seed, args.generated_objects, args.queries,
-                                   Path(tmp) / "generated", args.negatives,
-                                   args.generated_uncatalogued)
+        for ps in photo_sets(args, Path(tmp)):
             evaluate(ps, passes)
 
 

@@ -55,7 +55,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -641,8 +641,9 @@ def print_set(name: str, r: dict) -> None:
                   + f"; recall {v['recall']:.3f} of {v['positives']}")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_set_arguments(parser: argparse.ArgumentParser) -> None:
+    """The photo sets' options, with this benchmark's defaults: `benchmarks/object_crop.py` and
+    `benchmarks/pooling_tta.py` measure on the same split and the same new photos."""
     parser.add_argument("--sets", default="coil,generated")
     parser.add_argument("--queries", type=int, default=6,
                         help="new photos per catalogued object and kind")
@@ -652,6 +653,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--generated-uncatalogued", type=int, default=60,
                         help="generated objects in no catalogue (sharing 15 x --negatives photos)")
     parser.add_argument("--seed", type=int, default=0)
+
+
+def photo_sets(args: argparse.Namespace, work: Path) -> Iterator[PhotoSet]:
+    """The sets `--sets` names, built under `work` (COIL-100 skipped, with a line, where
+    `../shared/data/coil100` is absent). Raises SystemExit for an unknown set."""
+    for name in args.sets.split(","):
+        if name == "coil":
+            if not COIL.is_dir():
+                print(f"skipping COIL-100: {COIL} not found")
+                continue
+            yield coil_set(args.seed, args.queries, work / "coil", args.negatives)
+        elif name == "generated":
+            yield generated_set(args.seed, args.generated_objects, args.queries,
+                                work / "generated", args.negatives, args.generated_uncatalogued)
+        else:
+            raise SystemExit(f"unknown set {name!r} (coil, generated)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_set_arguments(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-local", action="store_true", help="skip local features")
     parser.add_argument("--json", type=Path)
@@ -661,18 +683,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="artwatch-recognition-") as tmp:
         work = args.keep or Path(tmp)
-        for name in args.sets.split(","):
-            if name == "coil":
-                if not COIL.is_dir():
-                    print(f"skipping COIL-100: {COIL} not found")
-                    continue
-                ps = coil_set(args.seed, args.queries, work / "coil", args.negatives)
-            elif name == "generated":
-                ps = generated_set(args.seed, args.generated_objects, args.queries,
-                                   work / "generated", args.negatives,
-                                   args.generated_uncatalogued)
-            else:
-                raise SystemExit(f"unknown set {name!r} (coil, generated)")
+        for ps in photo_sets(args, work):
             results[ps.name] = run_set(ps, args, work)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
