@@ -30,6 +30,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from recognition import NewPhoto, PhotoSet, add_set_arguments, photo_sets  # noqa: E402
+from recognition import (  # noqa: E402
+    PhotoSet,
+    add_set_arguments,
+    photo_sets,
+    photo_table,
+    rank_by_similarity,
+)
 
 from matcher.model import backbone_config, build_model  # noqa: E402
 from matcher.precision import backbone_autocast  # noqa: E402
@@ -50,6 +57,7 @@ from training.whitening import default_dim, default_shrink, fit_whitening  # noq
 
 ARCH = "tf_efficientnet_lite0"
 VIEWS = 4
+KINDS = ("studio", "listing")
 SIZES = (192, 224, 256, 288)
 POOLINGS = ("avg", "gem2", "gem3", "gem4", "max")
 # name -> the (input size, mirrored, pooling) passes whose features are averaged
@@ -112,20 +120,6 @@ def _combine(feats: dict[tuple[int, bool, str], np.ndarray],
     return _l2(sum(_l2(feats[p]) for p in passes))
 
 
-def _scores(refs: np.ndarray, ref_objects: np.ndarray, queries: np.ndarray,
-            photos: list[NewPhoto]) -> tuple[float, float]:
-    """(top-1, correct and accepted at 1% false alerts) over the catalogued objects' photos."""
-    objects = np.unique(ref_objects)
-    sims = queries @ refs.T
-    per_object = np.stack([sims[:, ref_objects == o].max(1) for o in objects], 1)
-    best, first = per_object.max(1), objects[per_object.argmax(1)]
-    catalogued = np.array([p.object_id is not None for p in photos])
-    correct = np.array([p.object_id == f for p, f in zip(photos, first, strict=True)])
-    threshold = np.quantile(best[~catalogued], 0.99)
-    return (float(correct[catalogued].mean()),
-            float((correct & (best > threshold))[catalogued].mean()))
-
-
 def evaluate(ps: PhotoSet, passes: Passes) -> None:
     started = time.perf_counter()
     photos = ps.catalogue.photos
@@ -139,24 +133,23 @@ def evaluate(ps: PhotoSet, passes: Passes) -> None:
     groups = np.unique(np.array(objects), return_inverse=True)[1]
     fit = passes.features(images)
     n_objects = len({p.object_id for p in photos})
-    kinds = {kind: [n for n in ps.new if n.kind == kind] for kind in ("studio", "listing")}
-    queried = {kind: passes.features([n.image for n in new]) for kind, new in kinds.items()}
+    measured = replace(ps, new=[n for n in ps.new if n.kind in KINDS])
+    queried = passes.features([n.image for n in measured.new])
     print(f"\n## {ps.name}: {len(photos)} catalogue photos of {n_objects} objects, "
           f"{VIEWS} listing views each to fit the whitening (pretrained {passes.source}; "
           f"{time.perf_counter() - started:.0f} s of backbone passes)\n")
     print("| variant | work | studio kNN | studio whitened | listing kNN | listing whitened |")
     print("|---|---|---|---|---|---|")
-    ref_objects = np.array(objects)[is_ref]
+    ref_objects = [o for o, ref in zip(objects, is_ref, strict=True) if ref]
     for name, variant in VARIANTS.items():
-        x = _combine(fit, variant)
+        x, q = _combine(fit, variant), _combine(queried, variant)
         whitening = fit_whitening(x, groups, dim=default_dim(n_objects, x.shape[1]),
                                   shrink=default_shrink(n_objects))
-        cells = []
-        for kind, new in kinds.items():
-            q = _combine(queried[kind], variant)
-            raw = _scores(x[is_ref], ref_objects, q, new)
-            white = _scores(whitening.apply(x[is_ref]), ref_objects, whitening.apply(q), new)
-            cells += [f"{raw[0]:.3f} / {raw[1]:.3f}", f"{white[0]:.3f} / {white[1]:.3f}"]
+        raw = photo_table(measured, rank_by_similarity(q @ x[is_ref].T, ref_objects))
+        white = photo_table(measured, rank_by_similarity(
+            whitening.apply(q) @ whitening.apply(x[is_ref]).T, ref_objects))
+        cells = [f"{table[kind]['top1']:.3f} / {table[kind]['correct_accepted@1%']:.3f}"
+                 for kind in KINDS for table in (raw, white)]
         work = sum((size / 224) ** 2 for size, _, _ in variant)
         print(f"| {name} | {work:.1f}x | " + " | ".join(cells) + " |", flush=True)
     print("\n(top-1 / correct and accepted at 1% false alerts)")

@@ -215,9 +215,14 @@ def baseline_ranking(ps: PhotoSet, device: torch.device) -> Ranked:
     refs = l2(pooled_features([p.load() for p in ps.catalogue.photos], model.backbone, pre,
                               device))
     queries = l2(pooled_features([n.image for n in ps.new], model.backbone, pre, device))
-    objs = np.array([p.object_id for p in ps.catalogue.photos])
+    return rank_by_similarity(queries @ refs.T, [p.object_id for p in ps.catalogue.photos])
+
+
+def rank_by_similarity(sims: np.ndarray, ref_objects: Sequence[str]) -> Ranked:
+    """Cosine kNN: (photos x catalogue photos) similarities -> each photo's objects ranked by
+    their most similar catalogue photo, and that best similarity (the acceptance score)."""
+    objs = np.asarray(ref_objects)
     uniq = sorted(set(objs))
-    sims = queries @ refs.T
     per_obj = np.stack([sims[:, objs == o].max(1) for o in uniq], 1)
     order = np.argsort(-per_obj, 1)[:, :10]
     return Ranked([[uniq[j] for j in row] for row in order], per_obj.max(1), per_obj, uniq)
@@ -294,6 +299,8 @@ def photo_table(ps: PhotoSet, r: Ranked) -> dict:
     out: dict = {}
     for kind in KINDS:
         idx = [i for i, n in enumerate(ps.new) if n.kind == kind]
+        if not idx:  # a set measured on some kinds only (`benchmarks/pooling_tta.py`)
+            continue
         pos = [i for i in idx if ps.new[i].object_id is not None]
         neg = [i for i in idx if ps.new[i].object_id is None]
         cut = float(np.quantile(r.best[neg], 0.99)) if neg else np.inf
