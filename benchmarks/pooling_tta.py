@@ -50,6 +50,7 @@ from recognition import (  # noqa: E402
 )
 
 from matcher.model import backbone_config, build_model  # noqa: E402
+from matcher.pooling import GeM  # noqa: E402
 from matcher.precision import backbone_autocast  # noqa: E402
 from matcher.preprocess import Preprocess  # noqa: E402
 from training.views import listing_view, photo_seed  # noqa: E402
@@ -74,13 +75,12 @@ VARIANTS: dict[str, list[tuple[int, bool, str]]] = {
 
 
 def _pool(maps: torch.Tensor, pooling: str) -> np.ndarray:
-    """(N x C x h x w) float maps -> (N x C) pooled features."""
+    """(N x C x h x w) float maps -> (N x C) pooled features (GeM: the served module)."""
     if pooling == "avg":
         return maps.mean((2, 3)).numpy()
     if pooling == "max":
         return maps.amax((2, 3)).numpy()
-    p = float(pooling.removeprefix("gem"))
-    return maps.clamp(min=1e-6).pow(p).mean((2, 3)).pow(1 / p).numpy()
+    return GeM(float(pooling.removeprefix("gem")))(maps).numpy()
 
 
 def _l2(x: np.ndarray) -> np.ndarray:

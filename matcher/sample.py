@@ -18,6 +18,7 @@ from matcher.bundle import local_stage_info, save_bundle, save_codebook
 from matcher.crop import crop_info
 from matcher.evidence import GLOBAL_FEATURES
 from matcher.model import ArtefactClassifier, backbone_config
+from matcher.pooling import SERVED
 from matcher.scoring import LISTING_FEATURES, bucket_keys
 from matcher.verify import matching_info
 
@@ -63,7 +64,7 @@ def write_untrained_bundle(path: Path, *, name: str, objects: list[str],
     matcher's work per photo is then a trained bundle's: RootSIFT, VLAD search, nominees
     verified). `query_crop`: queries embedded from their object crops as a trained bundle's
     are (`matcher.crop`; the random backbone's maps decide where)."""
-    model = ArtefactClassifier(architecture, 0, whitening_dim=dim)
+    model = ArtefactClassifier(architecture, 0, whitening_dim=dim, pooling=SERVED)
     cfg = backbone_config(architecture)
     codebook = None
     if vlad_words > 0:
@@ -72,7 +73,8 @@ def write_untrained_bundle(path: Path, *, name: str, objects: list[str],
         codebook /= np.linalg.norm(codebook, axis=1, keepdims=True)  # RootSIFT: unit L2
     path = save_bundle(Path(path), model.eval(), {
         "name": name, "recipe": "untrained", "head": "none", "architecture": architecture,
-        "resolution": resolution, "mean": list(cfg.mean), "std": list(cfg.std),
+        "pooling": dict(SERVED), "resolution": resolution, "mean": list(cfg.mean),
+        "std": list(cfg.std),
         "objects": list(objects), "embedding_dim": dim, "whitening_dim": dim,
         "temperature": UNTRAINED_SCORE["temperature"],
         "score": UNTRAINED_SCORE, "thresholds": UNTRAINED_THRESHOLDS,

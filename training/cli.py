@@ -98,6 +98,8 @@ def train(
     arch: str = typer.Option("tf_efficientnet_lite0", help="Any timm backbone name"),
     resolution: int | None = typer.Option(None, help="Input size (default: the backbone's)"),
     pretrained: str = typer.Option("auto", help="auto | hub | pypi | none | PATH"),
+    pooling: str = typer.Option(
+        "gem", help="[deploy] gem (generalized mean, p = 2) | avg (timm's average)"),
     views: int = typer.Option(4, min=1, help="[deploy] synthetic listing photos per photo"),
     image_budget: int = typer.Option(
         20_000, min=1, help="[deploy] most images through the backbone for the views; a larger "
@@ -142,6 +144,7 @@ def train(
     from artwatch.settings import get_settings
     from matcher.bundle import BundleExists
     from matcher.model import PretrainedUnavailable
+    from matcher.pooling import CHOICES as POOLINGS
 
     if threads:
         torch.set_num_threads(threads)
@@ -153,6 +156,8 @@ def train(
         _fail("--schedule must be constant or cosine")
     if augment not in ("none", "marketplace"):
         _fail("--augment must be none or marketplace")
+    if pooling not in POOLINGS:
+        _fail(f"--pooling must be one of {', '.join(POOLINGS)}")
     name = name or f"{arch}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     out = out or get_settings().bundles_dir / name
     cat = _load_catalogue(catalogue)
@@ -167,7 +172,8 @@ def train(
                 console.print(f"distractor bank: {len(bank)} stored listing photos")
             request = DeployRequest(
                 out=out, name=name, architecture=arch, resolution=resolution,
-                pretrained=pretrained, views=views, query_views=min(2, views),
+                pretrained=pretrained, pooling=pooling, views=views,
+                query_views=min(2, views),
                 image_budget=image_budget, folds=folds,
                 distractors=distractors, local_features=local_features, vlad_words=vlad_words,
                 precisions=tuple(target_precision), budgets=tuple(alert_budget), seed=seed,

@@ -42,6 +42,7 @@ from matcher.bundle import (
 from matcher.crop import crop_info
 from matcher.evidence import BACKGROUND_K, CANDIDATES, PHASH_NEAR, VERIFIED
 from matcher.model import backbone_config, build_model
+from matcher.pooling import pooling_spec
 from matcher.precision import inference_precision
 from matcher.preprocess import Preprocess
 from matcher.scoring import DUPLICATE_PHASH, DUPLICATE_SIMILARITY, VERIFY_FLOOR, fit_look
@@ -87,6 +88,7 @@ class DeployRequest:
     architecture: str = "tf_efficientnet_lite0"
     resolution: int | None = None
     pretrained: str = "auto"
+    pooling: str = "gem"  # `matcher.pooling`: gem (p = 2) | avg
     views: int = 4  # synthetic listing photos per catalogue photo (at most; see image_budget)
     query_views: int = 2  # of which out-of-fold listing-style queries
     image_budget: int = 20_000  # images through the backbone for the views step, at most
@@ -245,9 +247,11 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     if len(objects) < 2:
         raise ValueError(f"the catalogue has {len(objects)} object(s); need at least 2")
     device = torch.device(req.device)
-    model, pretrained_used = build_model(req.architecture, 0, pretrained=req.pretrained)
-    log(f"backbone {req.architecture} (frozen), pretrained: {pretrained_used}, inference in "
-        f"{inference_precision(device)}")
+    pooling = pooling_spec(req.pooling)
+    model, pretrained_used = build_model(req.architecture, 0, pretrained=req.pretrained,
+                                         pooling=pooling)
+    log(f"backbone {req.architecture} (frozen), pretrained: {pretrained_used}, pooling "
+        f"{req.pooling}, inference in {inference_precision(device)}")
     cfg = backbone_config(req.architecture)
     resolution = req.resolution or cfg.resolution
     preprocess = Preprocess(resolution, cfg.mean, cfg.std)
@@ -327,7 +331,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
                           dim=default_dim(len(objects), views.originals.shape[1], req.dim_cap),
                           shrink=(default_shrink(len(objects)) if req.shrink is None
                                   else req.shrink))
-    whitened = build_model(req.architecture, 0, pretrained="none", whitening_dim=final.dim)[0]
+    whitened = build_model(req.architecture, 0, pretrained="none", whitening_dim=final.dim,
+                           pooling=pooling)[0]
     whitened.backbone.load_state_dict(model.backbone.state_dict())
     assert whitened.whitening is not None
     whitened.whitening.mean.copy_(torch.from_numpy(final.mean).float())
@@ -399,6 +404,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         "recipe": RECIPE,
         "head": "none",
         "architecture": req.architecture,
+        "pooling": pooling,
         "resolution": resolution,
         "mean": list(cfg.mean),
         "std": list(cfg.std),

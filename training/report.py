@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from matcher.model import ArtefactClassifier  # noqa: E402
+from matcher.pooling import pooling_sentence  # noqa: E402
 from matcher.preprocess import Preprocess  # noqa: E402
 from training.ablation import ablation_lines, colour_choice_sentence  # noqa: E402
 from training.catalogue import Photo  # noqa: E402
@@ -302,7 +303,8 @@ def write_deploy_report(report: Path, info: dict, metrics: dict, *, plots: bool 
     lines = [f"# Bundle {info['name']} (recipe: {info['recipe']})", ""]
     lines += [
         f"- backbone: {info['architecture']} at {info['resolution']} px, frozen; pretrained: "
-        f"{info['pretrained_source']}; learned whitening to {info['whitening_dim']} dims",
+        f"{info['pretrained_source']}; {pooling_sentence(info.get('pooling'))}; learned "
+        f"whitening to {info['whitening_dim']} dims",
         f"- objects: {len(info['objects'])}; cross-fitting: "
         f"{metrics['cross_fitting']['folds']} worlds, "
         f"{metrics['cross_fitting']['positive_queries']} queries of catalogued objects, "
@@ -314,7 +316,8 @@ def write_deploy_report(report: Path, info: dict, metrics: dict, *, plots: bool 
         "Queries are catalogue photos (studio), synthetic listing photos of them (listing; "
         "phone: the object small on a busy surface) and re-used copies (reuse), each scored "
         "by a model that never saw it. Baseline: the "
-        "pretrained backbone with no training, cosine kNN over the same references.",
+        "pretrained backbone with no training, pooled as served, cosine kNN over the same "
+        "references (benchmarks/recognition.py also prints it with timm's average pooling).",
         "",
         "| queries | n | baseline top-1 | learned top-1 | first candidate | baseline top-5 | "
         "learned top-5 |",

@@ -224,6 +224,8 @@ def test_cli_bad_input_is_a_clear_error(
     assert result.exit_code == 1 and "manifest.csv" in result.output
     result = runner.invoke(app, ["train", "-c", str(train_catalogue), "--recipe", "nope"])
     assert result.exit_code == 1 and "--recipe must be one of deploy, paper" in result.output
+    result = runner.invoke(app, ["train", "-c", str(train_catalogue), "--pooling", "max"])
+    assert result.exit_code == 1 and "--pooling must be one of gem, avg" in result.output
     result = runner.invoke(
         app,
         [
