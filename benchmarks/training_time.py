@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2,
                         help="processes for the CPU work (2: the 2-core target)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/artwatch-training-time"))
+    parser.add_argument("--pooling", default="gem", choices=("gem", "avg"),
+                        help="the recipe's pooling (matcher.pooling; its pretrained kNN pools "
+                        "the same way)")
     args = parser.parse_args()
 
     directory = catalogue(args.workdir, args.multi, args.single, args.seed, args.workers)
@@ -80,7 +83,8 @@ def main() -> None:
 
     outcome = train_deploy(cat, DeployRequest(out=bundle, name="training-time",
                                               device=args.device, seed=args.seed,
-                                              workers=args.workers), log=log)
+                                              workers=args.workers, pooling=args.pooling),
+                           log=log)
     minutes = (time.perf_counter() - start) / 60
     print(f"\ntraining: {minutes:.1f} min for {len(cat.photos)} photos on {args.device} "
           f"with {args.workers} worker processes (target: under 30 min on 2 CPU cores) "
