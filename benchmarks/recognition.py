@@ -70,6 +70,7 @@ sys.path.insert(0, str(ROOT))
 from artwatch.demo.marketplace import PHONE_IN_CLUTTER, simulate_listing_photo  # noqa: E402
 from matcher.bundle import Bundle  # noqa: E402
 from matcher.model import build_model  # noqa: E402
+from matcher.pooling import CHOICES as POOLINGS  # noqa: E402
 from matcher.scoring import cell_of, operating_point, threshold_for  # noqa: E402
 from training.ablation import ablation_lines  # noqa: E402
 from training.catalogue import Catalogue, Photo, load_manifest  # noqa: E402
@@ -684,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_set_arguments(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-local", action="store_true", help="skip local features")
-    parser.add_argument("--pooling", default="gem", choices=("gem", "avg"),
+    parser.add_argument("--pooling", default="gem", choices=POOLINGS,
                         help="the recipe's pooling (matcher.pooling; the baseline pools by "
                         "average whatever this says)")
     parser.add_argument("--json", type=Path)

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from artwatch.demo.catalogue import generate_catalogue  # noqa: E402
+from matcher.pooling import CHOICES as POOLINGS  # noqa: E402
 from training.catalogue import load_manifest  # noqa: E402
 from training.deploy import DeployRequest, train_deploy  # noqa: E402
 
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2,
                         help="processes for the CPU work (2: the 2-core target)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/artwatch-training-time"))
-    parser.add_argument("--pooling", default="gem", choices=("gem", "avg"),
+    parser.add_argument("--pooling", default="gem", choices=POOLINGS,
                         help="the recipe's pooling (matcher.pooling; its pretrained kNN pools "
                         "the same way)")
     args = parser.parse_args()
