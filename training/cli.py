@@ -104,6 +104,9 @@ def train(
     image_budget: int = typer.Option(
         20_000, min=1, help="[deploy] most images through the backbone for the views; a larger "
         "catalogue gets fewer views per photo (not below 2)"),
+    reuse_examples: int = typer.Option(
+        1_500, min=0, help="[deploy] most photos given a re-used copy and a hash twin "
+        "(photo-reuse evidence's examples; a seeded choice above)"),
     folds: int = typer.Option(4, min=3, help="[deploy] cross-fitting worlds"),
     distractors: int = typer.Option(
         240, min=20, help="[deploy] ordinary-listing photos: stored listings when the database "
@@ -174,7 +177,7 @@ def train(
                 out=out, name=name, architecture=arch, resolution=resolution,
                 pretrained=pretrained, pooling=pooling, views=views,
                 query_views=min(2, views),
-                image_budget=image_budget, folds=folds,
+                image_budget=image_budget, reuse_examples=reuse_examples, folds=folds,
                 distractors=distractors, local_features=local_features, vlad_words=vlad_words,
                 precisions=tuple(target_precision), budgets=tuple(alert_budget), seed=seed,
                 device=device, workers=workers, plots=plots, distractor_images=bank,

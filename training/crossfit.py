@@ -16,6 +16,7 @@ the queries are
   `reuse` of a photo the catalogue has: the "same photo, re-photographed or re-used" case,
   each photo in one world only; the query views are never whitening training data), and
   their hash twins (`twin`: another picture with the same perceptual hash, a negative);
+  re-used copies and twins exist for the photos `training.views.reuse_examples` picks;
 * a share of the distractor photos (ordinary listings), negatives in exactly one world.
 
 `world_evidence` computes every query's candidate objects and evidence rows
@@ -321,8 +322,10 @@ def _world_queries(
             for j in range(query_views):
                 add(served[i, 1 + j], views.views[i, j], i, images[1 + j].kind, images[1 + j],
                     f"{i}:listing:{j}")
-            add(served[i, -2], views.reuse[i], i, REUSE, images[-2], f"{i}:reuse")
-        if same[i]:  # a different picture with this reference photo's hash: no object
+            if views.has_examples(i):
+                add(served[i, -2], views.reuse[i], i, REUSE, images[-2], f"{i}:reuse")
+        if same[i] and views.has_examples(i):  # a different picture with this reference
+            # photo's hash: no object
             add(served[i, -1], views.twin[i], i, TWIN, images[-1], f"{i}:twin", label=-1)
     for d in range(world, len(distractors.queries), plan.k):
         add(distractors.queries[d], distractors.whole[d], -1, DISTRACTOR,

@@ -66,6 +66,7 @@ from training.views import (
     LISTING,
     PHONE,
     REUSE,
+    REUSE_EXAMPLES,
     STUDIO,
     TWIN,
     QueryImage,
@@ -73,6 +74,7 @@ from training.views import (
     pooled_features,
     query_features,
     render_views,
+    reuse_examples,
 )
 from training.whitening import default_dim, default_shrink, fit_whitening
 
@@ -92,6 +94,7 @@ class DeployRequest:
     views: int = 4  # synthetic listing photos per catalogue photo (at most; see image_budget)
     query_views: int = 2  # of which out-of-fold listing-style queries
     image_budget: int = 20_000  # images through the backbone for the views step, at most
+    reuse_examples: int = REUSE_EXAMPLES  # photos with a re-used copy and a hash twin, at most
     folds: int = 4
     shrink: float | None = None  # within-object shrinkage; None: `whitening.default_shrink`
     dim_cap: int = 256  # largest embedding (`training.whitening.default_dim`: 128 to 256)
@@ -219,7 +222,8 @@ def views_per_photo(photos: int, views: int, image_budget: int) -> int:
     """Listing views per catalogue photo: `views`, fewer when the catalogue is large.
 
     Every photo goes through the backbone `views + 3` times (original, views, re-used copy,
-    hash twin), its cropped query images once more; at ~16 images/s on 2 CPU cores in float32
+    hash twin; `views + 1` for a photo beyond `reuse_examples`), its cropped query images
+    once more; at ~16 images/s on 2 CPU cores in float32
     (~21 in bfloat16, `matcher.precision`) the view step is most of training. Above
     `image_budget` images the views are cut, never below 2 (the whitening's within-object
     spread and one out-of-fold listing query need them). Measured on a 3,740-photo catalogue
@@ -273,6 +277,10 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     if n_views < req.views:
         log(f"{len(photos)} photos: {n_views} listing views per photo, not {req.views} "
             f"(at most {req.image_budget:,} images through the backbone)")
+    examples = reuse_examples([p.key for p in photos], req.seed, req.reuse_examples)
+    if not examples.all():
+        log(f"{len(photos)} photos: a re-used copy and a hash twin for {int(examples.sum()):,} "
+            f"of them (at most {req.reuse_examples:,})")
     with _progress(req.progress) as progress:
         task = progress.add_task(
             f"photos: original + {n_views} listing views + re-used copy + hash twin",
@@ -280,11 +288,12 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         views = render_views(
             photos, model.backbone, preprocess, n_views=n_views, query_views=query_views,
             seed=req.seed, device=device, local=req.local_features, crop=req.query_crop,
-            workers=req.workers, progress=advance,
+            examples=examples, workers=req.workers, progress=advance,
         )
     timings["views_s"] = time.perf_counter() - t0
-    log(f"{len(photos)} photos of {len(objects)} objects: {len(photos) * (n_views + 3)} "
-        f"images through the backbone in {timings['views_s']:.0f}s")
+    passed = len(photos) * (n_views + 1) + 2 * int(examples.sum())
+    log(f"{len(photos)} photos of {len(objects)} objects: {passed} images through the backbone "
+        f"in {timings['views_s']:.0f}s")
     if req.query_crop:
         log(f"object crops (matcher.crop): {crop_sentence(views)}")
 
@@ -356,7 +365,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         "photo_score": scores.spec,
         "listing_score": listing_model,
         "cross_fitting": {
-            "folds": req.folds, "views": n_views, "queries": int(len(qs.label)),
+            "folds": req.folds, "views": n_views,
+            "reuse_examples": int(examples.sum()), "queries": int(len(qs.label)),
             "positive_queries": int(qs.positive.sum()),
             "negative_queries": int((~qs.positive).sum()),
             "listings": {"fit": len(fit_set), "calibration": len(calib_set)},

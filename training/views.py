@@ -17,6 +17,11 @@ For each catalogue photo:
   picture with the same perceptual hash), the negative example of photo re-use: museum photos
   of different objects on one plain backdrop collide on a hash.
 
+  The re-use examples are made for the photos `examples` picks (`reuse_examples`: all of a
+  catalogue up to `REUSE_EXAMPLES` photos, a seeded choice of that many above): they are a
+  quarter of the views step's work and teach one kind of evidence, which hundreds of
+  examples calibrate as well as thousands.
+
 Rendering runs in worker processes (the simulator is numpy/Pillow code), each photo's images
 seeded by (seed, photo sha256, index) so a re-run gives the same pixels. The parent turns the
 model inputs into pooled backbone features as they arrive, so a batch never holds more than a
@@ -69,6 +74,7 @@ STUDIO, LISTING, PHONE, REUSE, TWIN = "studio", "listing", "phone", "reuse", "tw
 PHONE_PHOTO = MarketplaceConfig(backgrounds=("clutter", "tabletop", "wood", "cloth"),
                                 object_height=(0.12, 0.35), rotation_deg=20.0, perspective=0.12)
 PHONE_SHARE = 0.25  # of the listing-style query views
+REUSE_EXAMPLES = 1_500  # photos with a re-used copy and a hash twin, at most (`reuse_examples`)
 
 
 @dataclass
@@ -87,9 +93,10 @@ class ViewSet:
 
     `originals` (n x d), `views` (n x n_views x d), `reuse` and `twin` (n x d): float32, not
     normalised. `queries[i]` describes photo i's query images: the original, the first
-    `query_views` listing views, the re-used copy, the hash twin (features: originals[i],
-    views[i, j], reuse[i], twin[i]). `phone[i]`: the view of photo i that is a phone view
-    (`phone_slot`), -1 for none.
+    `query_views` listing views, and where `examples[i]` the re-used copy and the hash twin
+    (features: originals[i], views[i, j], reuse[i], twin[i]; zeros for a photo without
+    re-use examples). `phone[i]`: the view of photo i that is a phone view (`phone_slot`), -1
+    for none.
     """
 
     originals: np.ndarray
@@ -103,6 +110,13 @@ class ViewSet:
     # object crop's where `matcher.crop` cuts one, else its own), and (n x len) which were.
     queried: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 1), np.float32))
     cropped: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    # (n,) bool: photos with a re-used copy and a hash twin (`reuse_examples`); empty: all.
+    examples: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    def has_examples(self, i: int) -> bool:
+        """Whether photo i has a re-used copy and a hash twin (rows -2 and -1 of its
+        `queried`, the last two of `queries[i]`)."""
+        return len(self.examples) != len(self.originals) or bool(self.examples[i])
 
     def whitening_rows(self, j: int) -> np.ndarray:
         """(n,) bool: photos whose view j may train a whitening. A phone view never does: it is
@@ -118,6 +132,26 @@ def photo_seed(seed: int, key: str, index: int) -> np.random.Generator:
     """Deterministic generator for image `index` of the photo with sha256 `key`."""
     digest = int.from_bytes(hashlib.sha256(f"{seed}:{key}:{index}".encode()).digest()[:8], "big")
     return np.random.default_rng(digest)
+
+
+def reuse_examples(keys: Sequence[str], seed: int, limit: int = REUSE_EXAMPLES) -> np.ndarray:
+    """(n,) bool: the photos (by sha256 `keys`) that get a re-used copy and a hash twin: all
+    when there are at most `limit`, else the `limit` with the lowest seeded draw (the same
+    photos whatever the catalogue's order).
+
+    Why a cap: the two images, their local features and their crops cost 0.27 core-seconds a
+    photo on an AVX2-only CPU, a third of the views step; the photo-reuse evidence they teach
+    is one of the score's inputs, and its ablation moves correct-and-accepted by 0.001.
+    """
+    n = len(keys)
+    if limit < 0:
+        raise ValueError(f"reuse examples: {limit} (expected 0 or more)")
+    if n <= limit:
+        return np.ones(n, bool)
+    draws = np.array([photo_seed(seed, key, 30_000).random() for key in keys])
+    picked = np.zeros(n, bool)
+    picked[np.argsort(draws, kind="stable")[:limit]] = True
+    return picked
 
 
 def _simulated(image: Image.Image, rng: np.random.Generator, size: int, max_source: int,
@@ -192,9 +226,10 @@ def _partner(index: int) -> Photo:
     return photo  # a one-object catalogue: no twin possible, the photo itself stands in
 
 
-def _render(args: tuple[int, _Job]) -> _Rendered:
-    """Worker: pixels of [original, views..., reuse copy, twin] and the query images' evidence."""
-    index, job = args
+def _render(args: tuple[int, _Job, bool]) -> _Rendered:
+    """Worker: pixels of [original, views..., reuse copy, twin] (the last two where
+    `examples`) and the query images' evidence."""
+    index, job, examples = args
     photo = _photos[index]
     assert _preprocess is not None
     original = photo.load().convert("RGB")
@@ -205,13 +240,14 @@ def _render(args: tuple[int, _Job]) -> _Rendered:
         else listing_view(original, photo_seed(job.seed, photo.key, j), job.view_size)
         for j in range(job.n_views)
     ]
-    images.append(reuse_copy(original, photo_seed(job.seed, photo.key, 10_000)))
-    images.append(hash_twin(original, _partner(index).load()))
-    pixels = np.stack([_preprocess.fit(im) for im in images])
     kinds = [(STUDIO, images[0])]
     kinds += [(PHONE if j == phone else LISTING, images[1 + j])
               for j in range(min(job.query_views, job.n_views))]
-    kinds += [(REUSE, images[-2]), (TWIN, images[-1])]
+    if examples:
+        images.append(reuse_copy(original, photo_seed(job.seed, photo.key, 10_000)))
+        images.append(hash_twin(original, _partner(index).load()))
+        kinds += [(REUSE, images[-2]), (TWIN, images[-1])]
+    pixels = np.stack([_preprocess.fit(im) for im in images])
     # The original is a query and the reference photo: both its local features at once.
     original_query, reference_local = extract_both(original) if job.local else (None, None)
     queries = []
@@ -288,17 +324,23 @@ def render_views(
     device: torch.device,
     local: bool = True,
     crop: bool = True,
+    examples: np.ndarray | None = None,
     workers: int = 2,
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> ViewSet:
-    """Features of every photo's original, `n_views` listing views, re-used copy, hash twin;
-    `crop`: the query images' served features from their object crops (`matcher.crop`)."""
+    """Features of every photo's original, `n_views` listing views, and (where `examples`,
+    (n,) bool, default all) its re-used copy and hash twin; `crop`: the query images' served
+    features from their object crops (`matcher.crop`)."""
     global _photos, _preprocess
     n = len(photos)
+    examples = np.ones(n, bool) if examples is None else np.asarray(examples, bool)
+    if examples.shape != (n,):
+        raise ValueError(f"examples: shape {examples.shape}, expected ({n},)")
     per_photo = n_views + 3
     q_views = min(query_views, n_views)
-    # Rows of a photo's stack that are query images, in `queries[i]` order.
+    # Rows of a photo's stack that are query images, in `queries[i]` order; a photo without
+    # re-use examples has the first 1 + q_views of them.
     query_rows = [0, *range(1, 1 + q_views), per_photo - 2, per_photo - 1]
     out: np.ndarray | None = None
     queried: np.ndarray | None = None
@@ -307,7 +349,7 @@ def render_views(
     reference_local: list[LocalFeatures | None] = [None] * n
     phone = np.full(n, -1, np.int64)
     job = _Job(seed, n_views, query_views, int(round(1.5 * preprocess.resolution)), local, crop)
-    forward = _forward(backbone, device, n * per_photo)
+    forward = _forward(backbone, device, int(n * (n_views + 1) + 2 * examples.sum()))
     pending: list[tuple[int, np.ndarray, list[Image.Image]]] = []
 
     def flush() -> None:
@@ -319,7 +361,12 @@ def render_views(
             out = np.zeros((n, per_photo, feats.shape[1]), np.float32)
             queried = np.zeros((n, len(query_rows), feats.shape[1]), np.float32)
         starts = np.cumsum([0] + [len(p) for _, p, _ in pending])
-        rows = np.concatenate([start + np.array(query_rows) for start in starts[:-1]])
+        # Each photo's query rows in its stack; it has the first `k` of `queried`'s columns.
+        rows, slots = [], []
+        for (index, _, _), start in zip(pending, starts[:-1], strict=True):
+            k = len(query_rows) if examples[index] else 1 + q_views
+            rows += [start + r for r in query_rows[:k]]
+            slots.append(k)
         sources = [im for _, _, photo_sources in pending for im in photo_sources]
         if crop:
             served, boxes = cropped_features(
@@ -328,11 +375,16 @@ def render_views(
             was_cropped = np.array([b is not None for b in boxes], bool)
         else:
             served, was_cropped = feats[rows], np.zeros(len(rows), bool)
-        for k, (index, _, _) in enumerate(pending):
-            out[index] = feats[starts[k] : starts[k + 1]]
-            span = slice(k * len(query_rows), (k + 1) * len(query_rows))
-            queried[index] = served[span]
-            cropped[index] = was_cropped[span]
+        at = 0
+        for (index, _, _), start, stop, k in zip(pending, starts[:-1], starts[1:], slots,
+                                                 strict=True):
+            stack = feats[start:stop]
+            out[index, : 1 + n_views] = stack[: 1 + n_views]
+            if examples[index]:
+                out[index, -2:] = stack[-2:]
+            queried[index, :k] = served[at : at + k]
+            cropped[index, :k] = was_cropped[at : at + k]
+            at += k
         if progress:
             progress(len(pending))
         pending.clear()
@@ -344,7 +396,7 @@ def render_views(
         # left only contends with them (2 cores, 2 workers: 21.4 -> 23.2 images/s with 1).
         torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
     try:
-        tasks = [(i, job) for i in range(n)]
+        tasks = [(i, job, bool(examples[i])) for i in range(n)]
         if workers <= 1:
             results = map(_render, tasks)
             pool = None
@@ -379,6 +431,7 @@ def render_views(
         phone=phone,
         queried=queried,
         cropped=cropped,
+        examples=examples,
     )
 
 

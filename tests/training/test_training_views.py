@@ -10,7 +10,14 @@ from PIL import Image, ImageDraw
 from matcher.verify import QUERY_SIDE
 from training.crossfit import whitening_views
 from training.deploy import query_views_for, views_per_photo
-from training.views import ViewSet, listing_view, phone_slot, phone_view, photo_seed
+from training.views import (
+    ViewSet,
+    listing_view,
+    phone_slot,
+    phone_view,
+    photo_seed,
+    reuse_examples,
+)
 
 
 @pytest.mark.parametrize(
@@ -82,6 +89,21 @@ def test_a_phone_view_never_trains_the_served_whitening() -> None:
     assert legacy.whitening_rows(1).all(), "no phone record: every view trains"
 
 
+def test_reuse_examples_cap_a_large_catalogue_with_a_seeded_choice() -> None:
+    keys = [f"{i:064x}" for i in range(400)]
+    assert reuse_examples(keys, 0, 400).all(), "a catalogue within the cap: every photo"
+    picked = reuse_examples(keys, 0, 150)
+    assert picked.sum() == 150
+    order = np.random.default_rng(1).permutation(len(keys))
+    shuffled = reuse_examples([keys[i] for i in order], 0, 150)
+    assert {keys[i] for i in order[shuffled]} == {keys[i] for i in np.flatnonzero(picked)}, \
+        "the same photos whatever the catalogue's order"
+    assert not np.array_equal(reuse_examples(keys, 1, 150), picked), "seeded"
+    assert reuse_examples(keys, 0, 0).sum() == 0
+    with pytest.raises(ValueError, match="reuse examples"):
+        reuse_examples(keys, 0, -1)
+
+
 @pytest.fixture(scope="module")
 def small_catalogue(tmp_path_factory: pytest.TempPathFactory) -> list:
     from artwatch.demo import generate_catalogue
@@ -117,3 +139,66 @@ def test_query_features_are_served_features_crops_or_the_image_itself(small_cata
     same = ~served.cropped
     assert np.allclose(served.queried[same], own[same], atol=1e-5)
     assert not np.allclose(served.queried[served.cropped], own[served.cropped], atol=1e-3)
+
+
+def test_photos_without_reuse_examples_have_no_reuse_or_twin_queries(small_catalogue) -> None:
+    """A photo the cap leaves out renders no re-used copy or hash twin, has no such query
+    images, and never becomes a reuse or twin query of a cross-fitting world; the other
+    photos' features are exactly those of a run without the cap."""
+    import timm
+    import torch
+
+    from matcher.preprocess import Preprocess
+    from training.crossfit import Distractors, _world_queries, plan_worlds
+    from training.views import REUSE, TWIN, render_views
+
+    torch.manual_seed(0)
+    backbone = timm.create_model("test_efficientnet", pretrained=False, num_classes=0)
+    pre = Preprocess(64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    n = len(small_catalogue)
+    examples = np.arange(n) % 2 == 0
+    kwargs = {"n_views": 3, "query_views": 2, "seed": 0, "device": torch.device("cpu"),
+              "local": False, "workers": 1}
+    full = render_views(small_catalogue, backbone, pre, **kwargs)
+    capped = render_views(small_catalogue, backbone, pre, examples=examples, **kwargs)
+    assert [len(q) for q in capped.queries] == [5 if e else 3 for e in examples]
+    assert all(q.kind not in (REUSE, TWIN) for i in np.flatnonzero(~examples)
+               for q in capped.queries[i])
+    assert np.allclose(capped.originals, full.originals, atol=1e-5)
+    assert np.allclose(capped.views, full.views, atol=1e-5)
+    assert np.allclose(capped.queried[:, :3], full.queried[:, :3], atol=1e-5)
+    assert np.allclose(capped.queried[examples], full.queried[examples], atol=1e-5)
+    assert np.allclose(capped.reuse[examples], full.reuse[examples], atol=1e-5)
+    assert not capped.reuse[~examples].any() and not capped.queried[~examples, 3:].any()
+    assert [capped.has_examples(i) for i in range(n)] == examples.tolist()
+
+    plan = plan_worlds(small_catalogue, 3, 0)
+    objects = sorted({p.object_id for p in small_catalogue})
+    photo_obj = np.array([objects.index(p.object_id) for p in small_catalogue])
+    empty = np.zeros((0, full.originals.shape[1]), np.float32)
+    none = Distractors(bank=empty, queries=empty, query_images=[], whole=empty)
+    def reuse_queries(views: ViewSet) -> set[tuple[int, str]]:
+        seen = set()
+        for world in range(3):
+            out = plan.left_out(world, small_catalogue)
+            _, _, info = _world_queries(world, small_catalogue, views, none, plan, out, 2,
+                                        photo_obj, set(photo_obj[~out].tolist()))
+            seen |= {(i["photo"], i["kind"]) for i in info if i["kind"] in (REUSE, TWIN)}
+        return seen
+
+    everyone, some = reuse_queries(full), reuse_queries(capped)
+    assert some == {(i, kind) for i, kind in everyone if examples[i]}
+    assert {kind for _, kind in some} == {REUSE, TWIN}
+
+
+def test_the_cli_and_the_recipe_cap_reuse_examples_alike() -> None:
+    """`artwatch train` keeps its defaults as literals (its module loads without torch); the
+    re-use cap must be the recipe's."""
+    import inspect
+
+    from training.cli import train
+    from training.deploy import DeployRequest
+    from training.views import REUSE_EXAMPLES
+
+    option = inspect.signature(train).parameters["reuse_examples"].default
+    assert option.default == REUSE_EXAMPLES == DeployRequest.reuse_examples
