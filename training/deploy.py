@@ -71,6 +71,7 @@ from training.views import (
     TWIN,
     QueryImage,
     ViewSet,
+    backbone_images,
     pooled_features,
     query_features,
     render_views,
@@ -291,7 +292,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
             examples=examples, workers=req.workers, progress=advance,
         )
     timings["views_s"] = time.perf_counter() - t0
-    passed = len(photos) * (n_views + 1) + 2 * int(examples.sum())
+    passed = backbone_images(n_views, examples)
     log(f"{len(photos)} photos of {len(objects)} objects: {passed} images through the backbone "
         f"in {timings['views_s']:.0f}s")
     if req.query_crop:

@@ -158,6 +158,14 @@ def reuse_examples(keys: Sequence[str], seed: int, limit: int = REUSE_EXAMPLES) 
     return picked
 
 
+def backbone_images(n_views: int, examples: np.ndarray) -> int:
+    """Images the views step passes through the backbone for photos with `examples` ((n,)
+    bool, `reuse_examples`): each photo's original and `n_views` listing views, and a re-used
+    copy and a hash twin where it has examples (not counting the crops' second passes). It
+    decides whether the backbone is compiled (`matcher.compiled`) and is what training logs."""
+    return int(len(examples) * (n_views + 1) + 2 * np.count_nonzero(examples))
+
+
 def _simulated(image: Image.Image, rng: np.random.Generator, size: int, max_source: int,
                config: MarketplaceConfig | None = None) -> Image.Image:
     """`simulate_listing_photo` of `image` at `size` x `size` pixels, mirrored half the time;
@@ -353,7 +361,7 @@ def render_views(
     reference_local: list[LocalFeatures | None] = [None] * n
     phone = np.full(n, -1, np.int64)
     job = _Job(seed, n_views, query_views, int(round(1.5 * preprocess.resolution)), local, crop)
-    forward = _forward(backbone, device, int(n * (n_views + 1) + 2 * examples.sum()))
+    forward = _forward(backbone, device, backbone_images(n_views, examples))
     pending: list[tuple[int, np.ndarray, list[Image.Image]]] = []
 
     def flush() -> None:

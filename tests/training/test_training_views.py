@@ -191,6 +191,26 @@ def test_photos_without_reuse_examples_have_no_reuse_or_twin_queries(small_catal
     assert {kind for _, kind in some} == {REUSE, TWIN}
 
 
+def test_the_views_step_passes_the_images_it_counts(small_catalogue) -> None:
+    """`backbone_images` (what decides compiling and what training logs) is the number of
+    images `render_views` passes through the backbone when no crop needs a second pass."""
+    import timm
+    import torch
+
+    from matcher.preprocess import Preprocess
+    from training.views import backbone_images, render_views
+
+    torch.manual_seed(0)
+    backbone = timm.create_model("test_efficientnet", pretrained=False, num_classes=0)
+    passed: list[int] = []
+    backbone.conv_stem.register_forward_hook(lambda _m, args, _out: passed.append(len(args[0])))
+    examples = np.arange(len(small_catalogue)) % 3 == 0
+    render_views(small_catalogue, backbone, Preprocess(64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+                 n_views=3, query_views=2, seed=0, device=torch.device("cpu"), local=False,
+                 crop=False, examples=examples, workers=1)
+    assert sum(passed) == backbone_images(3, examples) == 4 * len(examples) + 2 * examples.sum()
+
+
 def test_the_cli_and_the_recipe_cap_reuse_examples_alike() -> None:
     """`artwatch train` keeps its defaults as literals (its module loads without torch); the
     re-use cap must be the recipe's."""
