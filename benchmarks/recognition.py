@@ -553,7 +553,7 @@ def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
             outcome = train_deploy(load_database(conn, store), DeployRequest(
                 out=workdir / f"bundle-{ps.name}", name=f"bench-{ps.name}", device=args.device,
                 seed=args.seed, progress=False, local_features=not args.no_local,
-                pooling=args.pooling,
+                pooling=args.pooling, architecture=args.arch,
             ), log=lambda m: print("  " + m, flush=True))
             train_s = time.perf_counter() - t0
             bundle_id = register_bundle(conn, outcome.path)
@@ -688,6 +688,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pooling", default="gem", choices=POOLINGS,
                         help="the recipe's pooling (matcher.pooling; the baseline pools by "
                         "average whatever this says)")
+    parser.add_argument("--arch", default=DeployRequest.architecture,
+                        help="the recipe's backbone (a timm name; the baseline is Lite0's "
+                        "average-pooled kNN whatever this says)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", type=Path, help="keep bundles and photos here (analysis)")
     args = parser.parse_args(argv)
