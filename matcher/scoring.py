@@ -11,7 +11,8 @@ calibrated. The bundle's `score` (bundle.json) holds:
 * `verified`: the same with the geometric-verification features, for the `VERIFIED` best
   candidates of a photo whose best global probability reaches `verify_floor` (local features
   cost ~50 ms of CPU per photo, so photos that no candidate makes plausible are not verified;
-  calibration applies exactly the same rule);
+  calibration applies exactly the same rule): a logistic model, or monotone boosted trees
+  (`model`: "trees", `matcher.boosted`) where training found them better out of fold;
 * `listing`: how photos add up. Photos of a listing that are the same picture (embedding cosine
   >= `duplicate_similarity` or pHash within `duplicate_phash` bits) count once; then for each
   object, with p_1 >= p_2 >= ... its probabilities over the distinct photos,
@@ -42,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from matcher.boosted import apply_trees
 from matcher.evidence import FEATURES, VERIFIED, local_nominated
 
 SIZE_BUCKETS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, 10_000))
@@ -52,6 +54,10 @@ DUPLICATE_PHASH = 4
 LISTING_FEATURES = ("best_logit", "support")
 LOOKS = ("catalogue", "marketplace")
 LOOK_CUT = 0.5  # P(catalogue look) from a class-balanced model: the Bayes cut at equal priors
+PHOTO_MODELS = ("logistic", "trees")  # the verified model's kinds (`apply_photo_model`)
+# Features whose growth can only lower a verified probability (the trees' monotone rules);
+# every other one can only raise it, except "verified", which is constant in those rows.
+DECREASING = ("colour_gap",)
 
 
 class ScoreSpecError(ValueError):
@@ -123,6 +129,21 @@ def apply_logistic(spec: Mapping[str, Any], x: np.ndarray) -> np.ndarray:
     return _sigmoid(z + float(spec["intercept"]))
 
 
+def monotone_rules(names: Sequence[str]) -> dict[str, int]:
+    """Each feature's monotone rule for the verified trees (`matcher.boosted.fit_trees`): more
+    similarity, margin, reuse or inliers never lowers the probability, a larger colour gap
+    never raises it."""
+    return {n: 0 if n == "verified" else (-1 if n in DECREASING else 1) for n in names}
+
+
+def apply_photo_model(spec: Mapping[str, Any], x: np.ndarray) -> np.ndarray:
+    """Probabilities of a photo model (`model`: "logistic", the default, or "trees") for
+    feature rows `x` (... x len(spec["features"]))."""
+    if spec.get("model", "logistic") == "trees":
+        return apply_trees(spec, x)
+    return apply_logistic(spec, x)
+
+
 def _columns(names: Sequence[str]) -> list[int]:
     return [FEATURES.index(n) for n in names]
 
@@ -139,6 +160,10 @@ def check_spec(spec: Mapping[str, Any] | None) -> Mapping[str, Any]:
     for key in ("temperature", "global", "listing"):
         if key not in spec:
             raise ScoreSpecError(f"the bundle's score lacks {key!r}")
+    model = spec.get("verified", {}).get("model", "logistic")
+    if model not in PHOTO_MODELS:
+        raise ScoreSpecError(f"the bundle's verified model is {model!r}, not one of "
+                             f"{', '.join(PHOTO_MODELS)} (a newer artwatch trained it?)")
     return spec
 
 
@@ -200,7 +225,8 @@ def photo_probabilities(
     verified = features[..., FEATURES.index("verified")] > 0
     if verified.any() and "verified" in spec:
         v = spec["verified"]
-        p = np.where(verified, apply_logistic(v, features[..., _columns(v["features"])]), p)
+        p = p.copy()
+        p[verified] = apply_photo_model(v, features[verified][:, _columns(v["features"])])
     return np.where(objects >= 0, p, 0.0)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from matcher.evidence import GLOBAL_FEATURES, VERIFY_FEATURES
+from matcher.scoring import PHOTO_MODELS
 from training.calibrate import PhotoScores, fit_photo_scores
 from training.crossfit import QuerySet
 
@@ -84,11 +85,13 @@ def _first_and_best(qs: QuerySet, probs: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def evidence_ablation(qs: QuerySet, *, local: bool = True, folds: int = 5,
                       fitted: Mapping[str, np.ndarray] | None = None,
-                      variants: Sequence[str] = tuple(VARIANTS)) -> dict[str, dict]:
+                      variants: Sequence[str] = tuple(VARIANTS),
+                      verified_model: str = "logistic") -> dict[str, dict]:
     """{scorer: {kind: open_set_row}} for the pretrained kNN and each score variant.
 
     `fitted`: variant name -> (n, candidates) out-of-fold probabilities already cross-fitted on
     these rows (`ColourChoice.fitted`: the bundle's own score and its rival), not fitted again.
+    `verified_model`: the bundle's (`photo_scores_chosen`), which every variant refits with.
     Without `local` (no verification anywhere) "without verification" is "all evidence" and is
     left out. Costs one cross-fitted refit of the photo score per other variant (seconds to a
     minute).
@@ -106,8 +109,8 @@ def evidence_ablation(qs: QuerySet, *, local: bool = True, folds: int = 5,
         probs = fitted.get(name)
         if probs is None:
             probs = fit_photo_scores(qs, folds=folds, use_local=local and bool(verification),
-                                     features=features, verification=verification
-                                     ).probabilities
+                                     features=features, verification=verification,
+                                     verified_model=verified_model).probabilities
         first, best = _first_and_best(qs, probs)
         out[name] = {}
         for kind in KINDS:
@@ -136,8 +139,8 @@ class ColourChoice:
     fitted: dict[str, np.ndarray]
 
 
-def photo_scores_choosing_colour(qs: QuerySet, *, local: bool = True, folds: int = 5
-                                 ) -> ColourChoice:
+def photo_scores_choosing_colour(qs: QuerySet, *, local: bool = True, folds: int = 5,
+                                 verified_model: str = "logistic") -> ColourChoice:
     """The bundle's photo score with or without the colour gap, whichever is better out of
     fold (`open_set_total`; a tie keeps the simpler score), and the figures it chose on.
 
@@ -147,13 +150,15 @@ def photo_scores_choosing_colour(qs: QuerySet, *, local: bool = True, folds: int
     the generated catalogue it bought nothing out of fold). Both scores are cross-fitted on
     the same rows, so the choice is a model selection on held-out evidence.
     """
-    with_colour = fit_photo_scores(qs, folds=folds, use_local=local)
+    with_colour = fit_photo_scores(qs, folds=folds, use_local=local,
+                                   verified_model=verified_model)
     if not local:
         return ColourChoice(with_colour, {"used": False, "reason": "no verification",
                                           "served": "all evidence"},
                             {"all evidence": with_colour.probabilities})
     plain = tuple(f for f in VERIFY_FEATURES if f != "colour_gap")
-    without = fit_photo_scores(qs, folds=folds, use_local=local, verification=plain)
+    without = fit_photo_scores(qs, folds=folds, use_local=local, verification=plain,
+                               verified_model=verified_model)
     a, b = open_set_total(qs, with_colour.probabilities), open_set_total(qs, without.probabilities)
     used = a > b
     return ColourChoice(
@@ -161,6 +166,52 @@ def photo_scores_choosing_colour(qs: QuerySet, *, local: bool = True, folds: int
         {"used": used, "correct_accepted_with": a, "correct_accepted_without": b,
          "served": "all evidence" if used else "without colour"},
         {"all evidence": with_colour.probabilities, "without colour": without.probabilities})
+
+
+def photo_scores_chosen(qs: QuerySet, *, local: bool = True, folds: int = 5,
+                        model: str = "auto") -> tuple[ColourChoice, dict]:
+    """The bundle's photo score: the verified model (logistic, or monotone boosted trees:
+    `matcher.boosted`) and, for each, the colour gap's choice (`photo_scores_choosing_colour`),
+    whichever scores more correct and accepted out of fold (`open_set_total`; a tie keeps the
+    logistic model). Returns the chosen model's `ColourChoice` and a JSON summary
+    (`served`, `correct_accepted_logistic`, `correct_accepted_trees`). `model`: "auto" (the
+    choice), or "logistic" / "trees" to serve that one without a choice (`artwatch train
+    --verified-model`). Raises ValueError for another name.
+
+    Why a choice: trees learn what the logistic model cannot (many inliers count at a low
+    global similarity: flat objects small in phone photos), but they need thousands of
+    verified rows to learn anything, which a small catalogue does not give
+    (`benchmarks/photo_score_models.py`, docs/recognition.md). Both are cross-fitted on the
+    same rows, so the choice is a model selection on held-out evidence.
+    """
+    if model not in ("auto", *PHOTO_MODELS):
+        raise ValueError(f"verified model {model!r}: expected auto or one of {PHOTO_MODELS}")
+    if not local:  # nothing verified: no verified model to choose
+        return (photo_scores_choosing_colour(qs, local=local, folds=folds),
+                {"served": "logistic", "reason": "no verification"})
+    if model != "auto":
+        return (photo_scores_choosing_colour(qs, local=local, folds=folds,
+                                             verified_model=model),
+                {"served": model, "reason": "asked for"})
+    logistic = photo_scores_choosing_colour(qs, local=local, folds=folds)
+    trees = photo_scores_choosing_colour(qs, local=local, folds=folds, verified_model="trees")
+    a = open_set_total(qs, logistic.scores.probabilities)
+    b = open_set_total(qs, trees.scores.probabilities)
+    served = "trees" if b > a else "logistic"
+    return (trees if b > a else logistic), {
+        "served": served, "correct_accepted_logistic": a, "correct_accepted_trees": b}
+
+
+def model_choice_sentence(summary: dict) -> str | None:
+    """One sentence on which verified model is served and why (the training log and
+    report.md say it alike); None where no choice was made (no verification)."""
+    if "correct_accepted_trees" not in summary:
+        return None
+    return (f"The verified photo model is {summary['served']}: correct and accepted at 1% "
+            f"false alerts, studio + listing-style, out of fold, "
+            f"{summary['correct_accepted_logistic']:.3f} logistic and "
+            f"{summary['correct_accepted_trees']:.3f} boosted trees (the better is served; a "
+            f"tie keeps the logistic model).")
 
 
 def colour_choice_sentence(summary: dict) -> str | None:

@@ -35,16 +35,20 @@ import numpy as np
 from scipy.stats import beta
 from sklearn.model_selection import GroupKFold
 
+from matcher.boosted import fit_trees
 from matcher.evidence import FEATURES, GLOBAL_FEATURES, VERIFY_FEATURES
 from matcher.scoring import (
     LOOKS,
+    PHOTO_MODELS,
     VERIFY_FLOOR,
     apply_logistic,
+    apply_photo_model,
     bucket_keys,
     bucket_of,
     fit_logistic,
     listing_features,
     look_of,
+    monotone_rules,
     verification_targets,
 )
 from training.crossfit import QuerySet
@@ -78,13 +82,18 @@ def _groups(qs: QuerySet) -> np.ndarray:
 def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERIFY_FLOOR,
                      use_local: bool = True,
                      features: Sequence[str] = GLOBAL_FEATURES,
-                     verification: Sequence[str] = VERIFY_FEATURES) -> PhotoScores:
+                     verification: Sequence[str] = VERIFY_FEATURES,
+                     verified_model: str = "logistic") -> PhotoScores:
     """Cross-fitted photo probabilities plus the models fitted on every row.
 
     `features`: the global evidence the models use, `verification` the verification evidence
     the verified model adds (all of `GLOBAL_FEATURES` and `VERIFY_FEATURES` for a bundle;
-    fewer to measure what one kind of evidence buys, `training.ablation`).
+    fewer to measure what one kind of evidence buys, `training.ablation`). `verified_model`:
+    "logistic" or "trees" (`matcher.boosted`; `training.ablation.photo_scores_chosen` picks
+    one out of fold). Raises ValueError for another model name.
     """
+    if verified_model not in PHOTO_MODELS:
+        raise ValueError(f"verified model {verified_model!r}: expected one of {PHOTO_MODELS}")
     valid = qs.candidates.objects >= 0
     verified_col = qs.candidates.features[..., FEATURES.index("verified")] > 0
     names_v = [*features, "verified", *verification]
@@ -98,17 +107,18 @@ def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERI
         tr = np.zeros(len(groups), bool)
         tr[train] = True
         spec = _fit_models(qs, valid & tr[:, None], verified_col & tr[:, None], features,
-                           names_v, verify_floor, use_local)
+                           names_v, verify_floor, use_local, verified_model)
         p, v = _score(spec, qs, np.flatnonzero(~tr))
         p_oof[~tr] = p
         v_oof[~tr] = v
-    spec = _fit_models(qs, valid, verified_col, features, names_v, verify_floor, use_local)
+    spec = _fit_models(qs, valid, verified_col, features, names_v, verify_floor, use_local,
+                       verified_model)
     return PhotoScores(spec, np.where(valid, p_oof, 0.0), v_oof & valid)
 
 
 def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray,
                 features: Sequence[str], names_v: list[str], verify_floor: float,
-                use_local: bool) -> dict:
+                use_local: bool, verified_model: str = "logistic") -> dict:
     x, y = _rows(qs, features, rows)
     spec: dict = {"global": fit_logistic(x, y, features), "verify_floor": verify_floor}
     if use_local:
@@ -123,7 +133,8 @@ def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray,
         use = rows & verified_rows & gate
         xv, yv = _rows(qs, names_v, use)
         if len(np.unique(yv)) == 2 and yv.sum() >= 5:
-            spec["verified"] = fit_logistic(xv, yv, names_v)
+            spec["verified"] = (fit_trees(xv, yv, names_v, monotone=monotone_rules(names_v))
+                                if verified_model == "trees" else fit_logistic(xv, yv, names_v))
     return spec
 
 
@@ -140,8 +151,7 @@ def _score(spec: dict, qs: QuerySet, index: np.ndarray) -> tuple[np.ndarray, np.
         for qi, ci in verification_targets(spec, objects, p, feats):
             verified[qi, ci] = have[qi, ci]
         cols = [FEATURES.index(n) for n in spec["verified"]["features"]]
-        pv = apply_logistic(spec["verified"], feats[..., cols])
-        p = np.where(verified, pv, p)
+        p[verified] = apply_photo_model(spec["verified"], feats[verified][:, cols])
     return p, verified
 
 

@@ -100,6 +100,9 @@ def train(
     pretrained: str = typer.Option("auto", help="auto | hub | pypi | none | PATH"),
     pooling: str = typer.Option(
         "gem", help="[deploy] gem (generalized mean, p = 2) | avg (timm's average)"),
+    verified_model: str = typer.Option(
+        "auto", help="[deploy] the verified photo score: auto (logistic or boosted trees, "
+        "whichever accepts more out of fold) | logistic | trees"),
     views: int = typer.Option(4, min=1, help="[deploy] synthetic listing photos per photo"),
     image_budget: int = typer.Option(
         20_000, min=1, help="[deploy] most images through the backbone for the views; a larger "
@@ -161,6 +164,8 @@ def train(
         _fail("--augment must be none or marketplace")
     if pooling not in POOLINGS:
         _fail(f"--pooling must be one of {', '.join(POOLINGS)}")
+    if verified_model not in ("auto", "logistic", "trees"):
+        _fail("--verified-model must be auto, logistic or trees")
     name = name or f"{arch}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     out = out or get_settings().bundles_dir / name
     cat = _load_catalogue(catalogue)
@@ -175,7 +180,8 @@ def train(
                 console.print(f"distractor bank: {len(bank)} stored listing photos")
             request = DeployRequest(
                 out=out, name=name, architecture=arch, resolution=resolution,
-                pretrained=pretrained, pooling=pooling, views=views,
+                pretrained=pretrained, pooling=pooling, verified_model=verified_model,
+                views=views,
                 query_views=min(2, views),
                 image_budget=image_budget, reuse_examples=reuse_examples, folds=folds,
                 distractors=distractors, local_features=local_features, vlad_words=vlad_words,

@@ -51,7 +51,8 @@ from matcher.vlad import WORDS, fit_codebook
 from training.ablation import (
     colour_choice_sentence,
     evidence_ablation,
-    photo_scores_choosing_colour,
+    model_choice_sentence,
+    photo_scores_chosen,
 )
 from training.calibrate import (
     fit_listing_model,
@@ -92,6 +93,7 @@ class DeployRequest:
     resolution: int | None = None
     pretrained: str = "auto"
     pooling: str = "gem"  # `matcher.pooling`: gem (p = 2) | avg
+    verified_model: str = "auto"  # `training.ablation.photo_scores_chosen`: auto | logistic | trees
     views: int = 4  # synthetic listing photos per catalogue photo (at most; see image_budget)
     query_views: int = 2  # of which out-of-fold listing-style queries
     image_budget: int = 20_000  # images through the backbone for the views step, at most
@@ -314,10 +316,12 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     timings["cross_fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    choice = photo_scores_choosing_colour(qs, local=req.local_features)
+    choice, model_choice = photo_scores_chosen(qs, local=req.local_features,
+                                               model=req.verified_model)
     scores, colour = choice.scores, choice.summary
-    if sentence := colour_choice_sentence(colour):
-        log(sentence)
+    for sentence in (model_choice_sentence(model_choice), colour_choice_sentence(colour)):
+        if sentence:
+            log(sentence)
     fit_set = simulate_listings(qs, seed=req.seed + 1)
     listing_model = fit_listing_model(qs, scores.probabilities, fit_set)
     calib_set = simulate_listings(qs, seed=req.seed + 2)
@@ -328,7 +332,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     timings["calibration_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ablation = evidence_ablation(qs, local=req.local_features, fitted=choice.fitted)
+    ablation = evidence_ablation(qs, local=req.local_features, fitted=choice.fitted,
+                                 verified_model=model_choice["served"])
     timings["ablation_s"] = time.perf_counter() - t0
 
     # The served model: whitening on every photo and all its views but the phone views.
@@ -362,6 +367,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         "retrieval": summary,
         "evidence_ablation": ablation,
         "colour_gap": colour,
+        "verified_model": model_choice,
         "operating_points": points,
         "photo_score": scores.spec,
         "listing_score": listing_model,

@@ -22,7 +22,11 @@ import torch  # noqa: E402
 from matcher.model import ArtefactClassifier  # noqa: E402
 from matcher.pooling import pooling_sentence  # noqa: E402
 from matcher.preprocess import Preprocess  # noqa: E402
-from training.ablation import ablation_lines, colour_choice_sentence  # noqa: E402
+from training.ablation import (  # noqa: E402
+    ablation_lines,
+    colour_choice_sentence,
+    model_choice_sentence,
+)
 from training.catalogue import Photo  # noqa: E402
 from training.metrics import PPO_BUCKETS, SUMMARY_METRICS  # noqa: E402
 
@@ -341,8 +345,10 @@ def write_deploy_report(report: Path, info: dict, metrics: dict, *, plots: bool 
                   "queries; c&a: correct and accepted at 1% false alerts (threshold: the 99th "
                   "percentile of photos of uncatalogued objects and ordinary listings).", ""]
         lines += ablation_lines(metrics["evidence_ablation"])
-        if sentence := colour_choice_sentence(metrics.get("colour_gap", {})):
-            lines += ["", sentence]
+        for sentence in (model_choice_sentence(metrics.get("verified_model", {})),
+                         colour_choice_sentence(metrics.get("colour_gap", {}))):
+            if sentence:
+                lines += ["", sentence]
     lines += ["", "## Operating points (listing level)", "",
               "Thresholds per calibration cell (listing size, and the look of the listing's "
               "decisive photo: catalogue or marketplace) set on simulated listings of "

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.ablation import ablation_lines, colour_choice_sentence, open_set_row
+from matcher.evidence import FEATURES, Candidates
+from training.ablation import (
+    ablation_lines,
+    colour_choice_sentence,
+    model_choice_sentence,
+    open_set_row,
+    photo_scores_chosen,
+)
+from training.crossfit import QuerySet
 
 
 def test_correct_and_accepted_counts_only_right_first_candidates_above_the_1_percent_cut(
@@ -48,3 +56,71 @@ def test_the_colour_choice_sentence_names_the_served_row_and_is_absent_without_a
     assert 'the "without colour" row' in colour_choice_sentence(not_used)
     assert colour_choice_sentence({"used": False, "reason": "no verification",
                                    "served": "all evidence"}) is None
+
+
+def _evidence_rows(n_objects: int, seed: int) -> QuerySet:
+    """Out-of-fold queries whose verified evidence no single weight per feature can rank: a
+    3-D object's right candidate is very similar with few inliers, a flat object's (small in a
+    phone photo) barely similar with many, and the wrong candidates and the photos of
+    uncatalogued objects sit in between on both. Three candidates a photo, all verified."""
+    rng = np.random.default_rng(seed)
+    col = {n: FEATURES.index(n) for n in FEATURES}
+    rows, objects, kinds, labels, positive = [], [], [], [], []
+    for obj in range(n_objects):
+        for q in range(4):
+            catalogued = obj % 5 != 0
+            feats = np.zeros((3, len(FEATURES)))
+            feats[:, col["verified"]] = 1.0
+            feats[:, col["sim"]] = rng.uniform(0.55, 0.75, 3)
+            feats[:, col["log_h_inliers"]] = np.log1p(rng.integers(6, 20, 3))
+            feats[:, col["h_ratio"]] = rng.uniform(0.1, 0.3, 3)
+            cands = [(obj + 1 + j) % n_objects for j in range(3)]
+            if catalogued:
+                right = int(rng.integers(0, 3))
+                cands[right] = obj
+                if q % 2:  # flat object in clutter
+                    feats[right, col["sim"]] = rng.uniform(0.3, 0.45)
+                    feats[right, col["log_h_inliers"]] = np.log1p(rng.integers(40, 80))
+                else:  # 3-D object from another side
+                    feats[right, col["sim"]] = rng.uniform(0.8, 0.9)
+                    feats[right, col["log_h_inliers"]] = np.log1p(rng.integers(0, 5))
+            feats[:, col["sim_norm"]] = feats[:, col["sim"]] - 0.3
+            feats[:, col["margin"]] = feats[:, col["sim"]] - np.sort(feats[:, col["sim"]])[-2]
+            feats[:, col["log_prob"]] = np.log(np.exp(feats[:, col["sim"]] / 0.05)
+                                               / np.exp(feats[:, col["sim"]] / 0.05).sum())
+            rows.append(feats)
+            objects.append(cands)
+            kinds.append("studio" if q < 2 else "listing")
+            labels.append(obj)
+            positive.append(catalogued)
+    n = len(rows)
+    obj_arr = np.array(objects, np.int64)
+    sims = np.stack(rows)[..., col["sim"]]
+    return QuerySet(
+        objects=[f"o{i}" for i in range(n_objects)], world=np.arange(n) % 4,
+        photo=np.arange(n), kind=np.array(kinds), label=np.array(labels),
+        positive=np.array(positive),
+        candidates=Candidates(obj_arr, np.zeros((n, 3), np.int64), np.stack(rows)),
+        image_key=[str(i) for i in range(n)], ranked=obj_arr, ranked_sim=sims,
+        baseline=obj_arr, baseline_sim=sims)
+
+
+def test_trees_are_served_where_they_accept_more_out_of_fold() -> None:
+    qs = _evidence_rows(1000, 0)
+    choice, summary = photo_scores_chosen(qs)
+    assert summary["served"] == "trees"
+    assert summary["correct_accepted_trees"] > summary["correct_accepted_logistic"] + 0.2
+    assert choice.scores.spec["verified"]["model"] == "trees"
+    assert model_choice_sentence(summary).startswith("The verified photo model is trees")
+
+
+def test_a_catalogue_too_small_for_trees_keeps_the_logistic_model() -> None:
+    from matcher.boosted import MIN_LEAF
+
+    qs = _evidence_rows(6, 1)  # 72 verified rows: trees need 2 x MIN_LEAF for one split
+    assert qs.candidates.objects.size < 2 * MIN_LEAF
+    choice, summary = photo_scores_chosen(qs)
+    assert summary["served"] == "logistic"
+    assert summary["correct_accepted_trees"] <= summary["correct_accepted_logistic"]
+    assert choice.scores.spec["verified"].get("model", "logistic") == "logistic"
+    assert model_choice_sentence({"served": "logistic", "reason": "no verification"}) is None

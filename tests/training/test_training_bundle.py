@@ -226,6 +226,9 @@ def test_cli_bad_input_is_a_clear_error(
     assert result.exit_code == 1 and "--recipe must be one of deploy, paper" in result.output
     result = runner.invoke(app, ["train", "-c", str(train_catalogue), "--pooling", "max"])
     assert result.exit_code == 1 and "--pooling must be one of gem, avg" in result.output
+    result = runner.invoke(app, ["train", "-c", str(train_catalogue), "--verified-model", "svm"])
+    assert result.exit_code == 1
+    assert "--verified-model must be auto, logistic or trees" in result.output
     result = runner.invoke(
         app,
         [

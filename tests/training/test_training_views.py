@@ -222,3 +222,5 @@ def test_the_cli_and_the_recipe_cap_reuse_examples_alike() -> None:
 
     option = inspect.signature(train).parameters["reuse_examples"].default
     assert option.default == REUSE_EXAMPLES == DeployRequest.reuse_examples
+    model = inspect.signature(train).parameters["verified_model"].default
+    assert model.default == DeployRequest.verified_model == "auto"
