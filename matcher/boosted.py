@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-ITERATIONS = 200
-LEARNING_RATE = 0.05
+ITERATIONS = 100
+LEARNING_RATE = 0.1
 LEAVES = 15
 MIN_LEAF = 40  # rows per leaf: a verified model is fitted on thousands of rows or not served
 L2 = 1.0
