@@ -94,6 +94,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/artwatch-flat-objects"))
     parser.add_argument("--vlad-words", type=int, default=64,
                         help="the trained bundle's local first stage (0: none)")
+    parser.add_argument("--verified-model", default="auto",
+                        choices=("auto", "logistic", "trees"),
+                        help="the bundle's verified photo score (auto: chosen out of fold)")
     parser.add_argument("--no-product", action="store_true",
                         help="skip training a bundle and the matcher's own scoring")
     args = parser.parse_args()
@@ -186,7 +189,8 @@ def product_path(args: argparse.Namespace, photos: list, queries: list, negative
     print("\ntraining a bundle on the flat catalogue (`artwatch train` defaults)", flush=True)
     train_deploy(load_manifest(args.workdir / f"flat-{args.seed}-{args.objects}"),
                  DeployRequest(out=out, name="flat-objects", progress=False, plots=False,
-                               vlad_words=args.vlad_words),
+                               vlad_words=args.vlad_words,
+                               verified_model=args.verified_model),
                  log=lambda m: None)
     bundle = Bundle.load(out)
     refs = reference_set(bundle, bundle.embed(photos), np.arange(len(photos)),
