@@ -33,85 +33,31 @@ import pickle
 import sys
 import tempfile
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.model_selection import GroupKFold
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from matcher import boosted  # noqa: E402
-from matcher.evidence import FEATURES, GLOBAL_FEATURES, VERIFY_FEATURES  # noqa: E402
-from matcher.scoring import VERIFY_FLOOR, apply_logistic, verification_targets  # noqa: E402
-from training.ablation import _first_and_best, open_set_row  # noqa: E402
-from training.calibrate import (  # noqa: E402
-    _fit_models,
-    _groups,
-    _rows,
-    _score,
-    fit_photo_scores,
-)
+from training.ablation import _first_and_best, _masks, open_set_row  # noqa: E402
+from training.calibrate import fit_photo_scores  # noqa: E402
 from training.crossfit import QuerySet  # noqa: E402
 from training.views import LISTING, PHONE, STUDIO  # noqa: E402
 
 KINDS = (STUDIO, LISTING, PHONE)
-NAMES_V = [*GLOBAL_FEATURES, "verified", *VERIFY_FEATURES]
 
 
-def masks(qs: QuerySet, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Photos of catalogued objects of this kind, and of objects left out of their world (and,
-    for listing-style photos, the ordinary-listing distractors)."""
-    positive = qs.positive & (qs.kind == kind)
-    negative = ~qs.positive & (qs.kind == kind) & (qs.label >= 0)
-    if kind == LISTING:
-        negative |= qs.kind == "distractor"
-    return positive, negative
-
-
-def _free_trees(x: np.ndarray, y: np.ndarray, seed: int) -> HistGradientBoostingClassifier:
-    """The served trees' settings (`matcher.boosted`) without their monotone rules."""
-    return HistGradientBoostingClassifier(
-        max_iter=boosted.ITERATIONS, learning_rate=boosted.LEARNING_RATE,
-        max_leaf_nodes=boosted.LEAVES, min_samples_leaf=boosted.MIN_LEAF,
-        l2_regularization=boosted.L2, early_stopping=False, random_state=seed).fit(x, y)
-
-
-def cross_fitted(qs: QuerySet, model: str, folds: int = 5, seed: int = 0) -> np.ndarray:
+def cross_fitted(qs: QuerySet, model: str, folds: int = 5) -> np.ndarray:
     """(n, candidates) out-of-fold photo probabilities with the verified model `model`:
     "logistic" and "trees" as `training.calibrate.fit_photo_scores` serves them (the trees
-    with their monotone rules), or "trees without monotone rules" (scikit-learn directly)."""
-    if model in ("logistic", "trees"):
-        return fit_photo_scores(qs, folds=folds, verified_model=model).probabilities
-    valid = qs.candidates.objects >= 0
-    verified_col = qs.candidates.features[..., FEATURES.index("verified")] > 0
-    groups = _groups(qs)
-    k = max(2, min(folds, len(np.unique(groups))))
-    out = np.zeros(valid.shape)
-    feats = qs.candidates.features
-    cols = [FEATURES.index(n) for n in NAMES_V]
-    for train, _ in GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=groups):
-        tr = np.zeros(len(groups), bool)
-        tr[train] = True
-        spec = _fit_models(qs, valid & tr[:, None], verified_col & tr[:, None],
-                           GLOBAL_FEATURES, NAMES_V, VERIFY_FLOOR, True)
-        test = np.flatnonzero(~tr)
-        p, verified = _score(spec, qs, test)
-        if "verified" in spec:
-            # the rows the served verified model learns from: train rows the matcher verifies
-            p_global = np.where(valid, apply_logistic(
-                spec["global"], feats[..., [FEATURES.index(n) for n in GLOBAL_FEATURES]]), 0.0)
-            gate = np.zeros(valid.shape, bool)
-            for qi, ci in verification_targets(spec, qs.candidates.objects, p_global, feats):
-                gate[qi, ci] = True
-            xv, yv = _rows(qs, NAMES_V, valid & tr[:, None] & verified_col & gate)
-            trees = _free_trees(xv, yv, seed)
-            f = feats[test][..., cols]
-            pv = trees.predict_proba(f.reshape(-1, len(cols)))[:, 1].reshape(f.shape[:2])
-            p = np.where(verified, pv, p)
-        out[test] = np.where(valid[test], p, 0.0)
-    return out
+    with their monotone rules), or "trees without monotone rules" (the same fit with every
+    feature free)."""
+    if model == "trees without monotone rules":
+        with patch("training.calibrate.monotone_rules", lambda names: {}):
+            return fit_photo_scores(qs, folds=folds, verified_model="trees").probabilities
+    return fit_photo_scores(qs, folds=folds, verified_model=model).probabilities
 
 
 def table(qs: QuerySet) -> None:
@@ -123,12 +69,12 @@ def table(qs: QuerySet) -> None:
     for name, (first, best) in scorers.items():
         cells = []
         for kind in KINDS:
-            pos, neg = masks(qs, kind)
+            pos, neg = _masks(qs, kind)
             row = open_set_row(qs.label, first, best, pos, neg)
             cells.append(f"{row.get('top1', float('nan')):.3f} / "
                          f"{row.get('correct_accepted', float('nan')):.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
-    counts = {k: (int(masks(qs, k)[0].sum()), int(masks(qs, k)[1].sum())) for k in KINDS}
+    counts = {k: (int(_masks(qs, k)[0].sum()), int(_masks(qs, k)[1].sum())) for k in KINDS}
     print(f"\n(queries of catalogued objects, negatives: {counts})")
 
 

@@ -71,7 +71,7 @@ from artwatch.demo.marketplace import PHONE_IN_CLUTTER, simulate_listing_photo  
 from matcher.bundle import Bundle  # noqa: E402
 from matcher.model import build_model  # noqa: E402
 from matcher.pooling import CHOICES as POOLINGS  # noqa: E402
-from matcher.scoring import cell_of, operating_point, threshold_for  # noqa: E402
+from matcher.scoring import PHOTO_MODELS, cell_of, operating_point, threshold_for  # noqa: E402
 from training.ablation import ablation_lines  # noqa: E402
 from training.catalogue import Catalogue, Photo, load_manifest  # noqa: E402
 from training.deploy import DeployRequest, train_deploy  # noqa: E402
@@ -693,7 +693,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="the recipe's backbone (a timm name; the baseline is Lite0's "
                         "average-pooled kNN whatever this says)")
     parser.add_argument("--verified-model", default=DeployRequest.verified_model,
-                        choices=("auto", "logistic", "trees"),
+                        choices=("auto", *PHOTO_MODELS),
                         help="the recipe's verified photo score (auto: chosen out of fold)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", type=Path, help="keep bundles and photos here (analysis)")

@@ -225,7 +225,6 @@ def photo_probabilities(
     verified = features[..., FEATURES.index("verified")] > 0
     if verified.any() and "verified" in spec:
         v = spec["verified"]
-        p = p.copy()
         p[verified] = apply_photo_model(v, features[verified][:, _columns(v["features"])])
     return np.where(objects >= 0, p, 0.0)
 
