@@ -61,3 +61,36 @@ def test_trees_keep_the_monotone_rules() -> None:
 def test_trees_refuse_one_class() -> None:
     with pytest.raises(ValueError, match="one class"):
         fit_trees(np.zeros((50, 3)), np.zeros(50), NAMES, monotone={})
+
+
+def test_a_bundles_verified_trees_score_verified_rows_and_an_unknown_model_is_refused() -> None:
+    from matcher.evidence import FEATURES
+    from matcher.scoring import (
+        ScoreSpecError,
+        check_spec,
+        global_probabilities,
+        photo_probabilities,
+    )
+
+    names = ["sim", "verified", "log_h_inliers", "colour_gap"]
+    x, y = _rows(2000, 3)
+    rows = np.column_stack([x[:, 0], np.ones(len(x)), x[:, 1], x[:, 2]])
+    trees = fit_trees(rows, y, names, monotone={"sim": 1, "log_h_inliers": 1, "colour_gap": -1})
+    spec = {"kind": "calibrated-evidence", "temperature": 0.05, "listing": {},
+            "global": {"features": ["sim"], "mean": [0.5], "scale": [0.3], "coef": [2.0],
+                       "intercept": -1.0},
+            "verified": trees}
+    assert check_spec(spec) is spec
+    feats = np.zeros((4, 2, len(FEATURES)))
+    feats[..., FEATURES.index("sim")] = [[0.2, 0.9], [0.3, 0.4], [0.5, 0.1], [0.8, 0.7]]
+    feats[..., FEATURES.index("log_h_inliers")] = 3.0
+    feats[:2, :, FEATURES.index("verified")] = 1.0  # the first two photos were verified
+    objects = np.array([[0, 1], [2, -1], [3, 4], [5, 6]])
+    p = photo_probabilities(spec, feats, objects)
+    cols = [FEATURES.index(n) for n in names]
+    assert np.allclose(p[:2][objects[:2] >= 0], apply_trees(trees, feats[:2][..., cols])[
+        objects[:2] >= 0])
+    assert np.allclose(p[2:], global_probabilities(spec, feats[2:]))
+    assert p[1, 1] == 0.0, "no candidate, no probability"
+    with pytest.raises(ScoreSpecError, match="verified model is 'svm'"):
+        check_spec({**spec, "verified": {**trees, "model": "svm"}})
