@@ -51,6 +51,7 @@ from artwatch.demo.artefacts import object_spec  # noqa: E402
 from artwatch.demo.catalogue import generate_catalogue, read_manifest  # noqa: E402
 from artwatch.demo.marketplace import PHONE_IN_CLUTTER as PHONE  # noqa: E402
 from artwatch.demo.marketplace import simulate_listing_photo  # noqa: E402
+from matcher.evidence import LOCAL_CANDIDATES  # noqa: E402
 
 FLAT = ("coin", "tablet")
 DEPTH = 20
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("--verified-model", default="auto",
                         choices=("auto", "logistic", "trees"),
                         help="the bundle's verified photo score (auto: chosen out of fold)")
+    parser.add_argument("--local-candidates", type=int, default=LOCAL_CANDIDATES,
+                        help="objects the bundle's local first stage nominates per photo")
     parser.add_argument("--no-product", action="store_true",
                         help="skip training a bundle and the matcher's own scoring")
     args = parser.parse_args()
@@ -190,7 +193,8 @@ def product_path(args: argparse.Namespace, photos: list, queries: list, negative
     train_deploy(load_manifest(args.workdir / f"flat-{args.seed}-{args.objects}"),
                  DeployRequest(out=out, name="flat-objects", progress=False, plots=False,
                                vlad_words=args.vlad_words,
-                               verified_model=args.verified_model),
+                               verified_model=args.verified_model,
+                               local_candidates=args.local_candidates),
                  log=lambda m: None)
     bundle = Bundle.load(out)
     refs = reference_set(bundle, bundle.embed(photos), np.arange(len(photos)),

@@ -554,7 +554,7 @@ def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
                 out=workdir / f"bundle-{ps.name}", name=f"bench-{ps.name}", device=args.device,
                 seed=args.seed, progress=False, local_features=not args.no_local,
                 pooling=args.pooling, architecture=args.arch,
-                verified_model=args.verified_model,
+                verified_model=args.verified_model, local_candidates=args.local_candidates,
             ), log=lambda m: print("  " + m, flush=True))
             train_s = time.perf_counter() - t0
             bundle_id = register_bundle(conn, outcome.path)
@@ -692,6 +692,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--arch", default=DeployRequest.architecture,
                         help="the recipe's backbone (a timm name; the baseline is Lite0's "
                         "average-pooled kNN whatever this says)")
+    parser.add_argument("--local-candidates", type=int, default=DeployRequest.local_candidates,
+                        help="objects the local first stage nominates per photo")
     parser.add_argument("--verified-model", default=DeployRequest.verified_model,
                         choices=("auto", *PHOTO_MODELS),
                         help="the recipe's verified photo score (auto: chosen out of fold)")

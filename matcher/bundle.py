@@ -45,9 +45,10 @@ FORMAT_VERSION = 1
 REQUIRED = ("architecture", "resolution", "mean", "std", "objects", "embedding_dim", "temperature")
 
 
-def local_stage_info(codebook: np.ndarray) -> dict[str, Any]:
-    """bundle.json's `local_first_stage` entry for a codebook written by `save_codebook`."""
-    return {"file": VLAD_FILE, "words": int(len(codebook)), "candidates": LOCAL_CANDIDATES,
+def local_stage_info(codebook: np.ndarray, candidates: int = LOCAL_CANDIDATES) -> dict[str, Any]:
+    """bundle.json's `local_first_stage` entry for a codebook written by `save_codebook`,
+    whose calibration nominated `candidates` objects per photo."""
+    return {"file": VLAD_FILE, "words": int(len(codebook)), "candidates": int(candidates),
             "method": "VLAD of RootSIFT"}
 
 
@@ -229,6 +230,10 @@ class Bundle:
             raise BundleError(f"{file}: unreadable local first stage codebook: {exc}") from None
         if codebook.ndim != 2 or codebook.shape[1] != 128:
             raise BundleError(f"{file}: codebook shape {tuple(codebook.shape)} is not (k x 128)")
+        count = spec.get("candidates", LOCAL_CANDIDATES)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 64:
+            raise BundleError(f"{self.path / BUNDLE_JSON}: local_first_stage candidates "
+                              f"{count!r} is not a whole number from 1 to 64")
         return codebook
 
     @property
@@ -274,6 +279,14 @@ class Bundle:
         features (`local_matching` in bundle.json, `matcher.verify.query_side`); bundles
         calibrated before it was recorded matched them as catalogue photos, at MAX_SIDE."""
         return int(self.info.get("local_matching", {}).get("query_side", MAX_SIDE))
+
+    @property
+    def local_candidates(self) -> int:
+        """Objects the local first stage nominates per photo (`candidates` of
+        `local_first_stage` in bundle.json): the number its calibration saw, which the matcher
+        must use too (`artwatch train --local-candidates`)."""
+        return int((self.info.get("local_first_stage") or {}).get("candidates",
+                                                                  LOCAL_CANDIDATES))
 
     @property
     def crops_queries(self) -> bool:

@@ -127,12 +127,13 @@ def score_photos(
         np.asarray(embeddings, np.float32), refs,
         as_hash_array([h for h, _ in phashes]), as_hash_array([m for _, m in phashes]),
         temperature=float(spec["temperature"]), candidates=int(spec.get("candidates", 5)),
-        query_local=query_local,
+        query_local=query_local, local_candidates=bundle.local_candidates,
     )
     verifications: dict[tuple[int, int], Verification] = {}
     if "verified" in spec and query_picture is not None and reference_local is not None:
         p_global = np.where(cands.objects >= 0, global_probabilities(spec, cands.features), 0.0)
-        for qi, ci in verification_targets(spec, cands.objects, p_global, cands.features):
+        for qi, ci in verification_targets(spec, cands.objects, p_global, cands.features,
+                                           bundle.local_candidates):
             if local_of(qi) is None:
                 continue
             usable = [(row, ref) for row in cands.verification_rows(qi, ci)

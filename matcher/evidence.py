@@ -44,7 +44,10 @@ from matcher.verify import FEATURE_NAMES as VERIFY_FEATURES
 CANDIDATES = 5  # objects per photo that get a calibrated score
 VERIFIED = 3  # of these, the best this many are verified with local features
 PHASH_CANDIDATES = 2  # objects added as candidates by a perceptual-hash hit alone
-LOCAL_CANDIDATES = 2  # objects nominated by the local first stage (VLAD), always verified
+# Objects nominated by the local first stage (VLAD), always verified (`artwatch train
+# --local-candidates`; a bundle records its own, `Bundle.local_candidates`; the trade is
+# measured in docs/recognition.md, "The local first stage").
+LOCAL_CANDIDATES = 2
 PHASH_NEAR = 12  # bits: beyond this a hash says nothing
 NEAR_ROWS = 1024  # hash-near rows looked at per photo, nearest first
 BACKGROUND_K = 10
@@ -241,14 +244,17 @@ def candidate_evidence(
     temperature: float,
     candidates: int = CANDIDATES,
     query_local: np.ndarray | None = None,
+    local_candidates: int = LOCAL_CANDIDATES,
 ) -> Candidates:
     """Global evidence (everything but verification) for each query's candidate objects.
 
     `queries` (n x d) embeddings with their pHashes (n,) and mirror-image pHashes (n,);
-    `query_local` (n x v) their VLADs, used with `refs.local` (the local first stage).
+    `query_local` (n x v) their VLADs, used with `refs.local` (the local first stage), whose
+    `local_candidates` objects of highest VLAD similarity are nominated. Outputs have
+    `candidates + PHASH_CANDIDATES + local_candidates` columns (-1 where unused).
     """
     n = len(queries)
-    width = candidates + PHASH_CANDIDATES + LOCAL_CANDIDATES
+    width = candidates + PHASH_CANDIDATES + local_candidates
     objects = np.full((n, width), -1, np.int64)
     rows = np.full((n, width), -1, np.int64)
     local_rows = np.full((n, width), -1, np.int64)
@@ -282,7 +288,7 @@ def candidate_evidence(
         if has_local:  # nominates nothing and has no local similarity to anything
             for s, r in zip(local_sims[qi], local_idx[qi], strict=True):
                 local_best.setdefault(int(refs.objects[r]), (float(s), int(r)))
-            for obj in list(local_best)[:LOCAL_CANDIDATES]:  # nominated: always candidates
+            for obj in list(local_best)[:local_candidates]:  # nominated: always candidates
                 if obj not in chosen:
                     chosen.append(obj)
         top, second = values[0], (values[1] if len(values) > 1 else 0.0)
@@ -313,9 +319,10 @@ def candidate_evidence(
     return Candidates(objects, rows, feats, local_rows if local else None)
 
 
-def local_nominated(objects: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """(n x c) the candidates the local first stage nominated: each photo's
-    `LOCAL_CANDIDATES` candidates of highest `local_sim` (all zero without a local stage).
+def local_nominated(objects: np.ndarray, features: np.ndarray,
+                    count: int = LOCAL_CANDIDATES) -> np.ndarray:
+    """(n x c) the candidates the local first stage nominated: each photo's `count`
+    candidates of highest `local_sim` (all zero without a local stage).
 
     The nominated objects are always among the candidates, and `local_sim` of a candidate is
     its best VLAD similarity, so this recovers the local stage's top objects from the rows.
@@ -324,7 +331,7 @@ def local_nominated(objects: np.ndarray, features: np.ndarray) -> np.ndarray:
     out = np.zeros(objects.shape, bool)
     if objects.shape[1] == 0:
         return out
-    top = np.argsort(-sims, axis=1, kind="stable")[:, :LOCAL_CANDIDATES]
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :count]
     np.put_along_axis(out, top, True, axis=1)
     return out & (sims > 0)
 

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from matcher.boosted import apply_trees
-from matcher.evidence import FEATURES, VERIFIED, local_nominated
+from matcher.evidence import FEATURES, LOCAL_CANDIDATES, VERIFIED, local_nominated
 
 SIZE_BUCKETS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, 10_000))
 P_FLOOR = 1e-6  # an object that is no candidate of a photo: practically no evidence from it
@@ -190,20 +190,22 @@ def verifiable(objects: np.ndarray, features: np.ndarray,
 
 def verification_targets(
     spec: Mapping[str, Any], objects: np.ndarray, p_global: np.ndarray,
-    features: np.ndarray | None = None,
+    features: np.ndarray | None = None, local_candidates: int = LOCAL_CANDIDATES,
 ) -> list[tuple[int, int]]:
     """(photo, candidate) pairs to verify: the best VERIFIED eligible candidates (by global
     probability) of photos whose best global probability reaches the floor, and, whatever
     the global probability, the candidates the local first stage nominated (the object a
     global embedding misses is the one they exist for). `features` (n x c x len(FEATURES))
-    decide eligibility (`verifiable`); without them every candidate is eligible. (Whether a
+    decide eligibility (`verifiable`); without them every candidate is eligible.
+    `local_candidates`: how many the local first stage nominated (a bundle's own,
+    `Bundle.local_candidates`; training's is the default). (Whether a
     verified model exists to use them is the caller's business: training asks before it has
     one.)"""
     floor = float(spec.get("verify_floor", VERIFY_FLOOR))
     if features is None:
         eligible, nominated = objects >= 0, np.zeros(objects.shape, bool)
     else:
-        nominated = local_nominated(objects, features)
+        nominated = local_nominated(objects, features, local_candidates)
         eligible = verifiable(objects, features, nominated)
     out = []
     for qi in range(len(objects)):

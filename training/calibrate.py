@@ -128,7 +128,7 @@ def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray,
             spec["global"], qs.candidates.features[..., cols]), 0.0)
         gate = np.zeros(rows.shape, bool)
         for qi, ci in verification_targets(spec, qs.candidates.objects, p_global,
-                                           qs.candidates.features):
+                                           qs.candidates.features, qs.local_candidates):
             gate[qi, ci] = True
         use = rows & verified_rows & gate
         xv, yv = _rows(qs, names_v, use)
@@ -148,7 +148,7 @@ def _score(spec: dict, qs: QuerySet, index: np.ndarray) -> tuple[np.ndarray, np.
     verified = np.zeros(objects.shape, bool)
     if "verified" in spec:
         have = feats[..., FEATURES.index("verified")] > 0
-        for qi, ci in verification_targets(spec, objects, p, feats):
+        for qi, ci in verification_targets(spec, objects, p, feats, qs.local_candidates):
             verified[qi, ci] = have[qi, ci]
         cols = [FEATURES.index(n) for n in spec["verified"]["features"]]
         p[verified] = apply_photo_model(spec["verified"], feats[verified][:, cols])

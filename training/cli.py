@@ -117,6 +117,10 @@ def train(
     local_features: bool = typer.Option(True, help="[deploy] geometric verification evidence"),
     vlad_words: int = typer.Option(
         WORDS, min=0, help="[deploy] local first stage codebook words (0: none)"),
+    local_candidates: int = typer.Option(
+        2, min=1, max=64, help="[deploy] objects the local first stage "
+        "nominates per photo, always verified (more find more flat objects in clutter; "
+        "docs/recognition.md)"),
     workers: int = typer.Option(2, min=1, help="[deploy] processes rendering views"),
     epochs: int = typer.Option(30, min=1, help="[paper]"),
     batch_size: int = typer.Option(32, min=2, help="[paper]"),
@@ -185,6 +189,7 @@ def train(
                 query_views=min(2, views),
                 image_budget=image_budget, reuse_examples=reuse_examples, folds=folds,
                 distractors=distractors, local_features=local_features, vlad_words=vlad_words,
+                local_candidates=local_candidates,
                 precisions=tuple(target_precision), budgets=tuple(alert_budget), seed=seed,
                 device=device, workers=workers, plots=plots, distractor_images=bank,
             )

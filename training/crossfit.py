@@ -37,12 +37,14 @@ import numpy as np
 
 from artwatch.demo.catalogue import pool_context
 from matcher.evidence import (
+    LOCAL_CANDIDATES,
     SEARCH_DEPTH,
     Candidates,
     ReferenceSet,
     as_hash_array,
     backgrounds,
     candidate_evidence,
+    local_nominated,
     nearest,
     set_verification,
 )
@@ -120,6 +122,7 @@ class QuerySet:
     baseline: np.ndarray  # (queries x 10) objects by the pretrained backbone's kNN
     baseline_sim: np.ndarray
     look: np.ndarray | None = None  # (queries,) P(catalogue look), from the world's look model
+    local_candidates: int = LOCAL_CANDIDATES  # objects the local first stage nominated a query
 
 
 @dataclass
@@ -197,13 +200,15 @@ def world_evidence(
     dim_cap: int,
     local: bool,
     vlad_words: int = 0,
+    local_candidates: int = LOCAL_CANDIDATES,
     workers: int = 2,
     log: Callable[[str], None] = print,
 ) -> QuerySet:
     """Evidence rows of every out-of-fold query of every world (see the module docstring).
 
     `vlad_words` > 0 (with `local`): the local first stage (`matcher.vlad`) with a codebook of
-    that many words, fitted per world on its reference photos only.
+    that many words, fitted per world on its reference photos only, nominating
+    `local_candidates` objects per query (as the bundle's matcher will).
     """
     objects = sorted({p.object_id for p in photos})
     obj_index = {o: i for i, o in enumerate(objects)}
@@ -251,12 +256,13 @@ def world_evidence(
             q_feats, refs,
             as_hash_array([im.phash for im in qimages]),
             as_hash_array([im.phash_mirror for im in qimages]),
-            temperature=TEMPERATURE, query_local=q_local,
+            temperature=TEMPERATURE, query_local=q_local, local_candidates=local_candidates,
         )
         if local:  # as the matcher does (`matcher.verify.best_verification`): each row
             # verification tries, the most homography then fundamental inliers count
             tasks, where = [], []
-            for qi, ci in zip(*np.nonzero(verifiable(cands.objects, cands.features)),
+            nominated = local_nominated(cands.objects, cands.features, local_candidates)
+            for qi, ci in zip(*np.nonzero(verifiable(cands.objects, cands.features, nominated)),
                               strict=True):
                 for row in cands.verification_rows(int(qi), int(ci)):
                     tasks.append((int(qi), int(ref[row])))
@@ -276,7 +282,9 @@ def world_evidence(
         parts.append({"info": q_info, "cands": cands, "world": world, "ranked": ranked,
                       "ranked_sim": ranked_sim, "baseline": baseline,
                       "baseline_sim": baseline_sim, "look": q_look})
-    return _concatenate(objects, parts, dq)
+    qs = _concatenate(objects, parts, dq)
+    qs.local_candidates = local_candidates
+    return qs
 
 
 def whitening_views(n_views: int, query_views: int) -> list[int]:

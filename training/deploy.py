@@ -40,7 +40,7 @@ from matcher.bundle import (
     save_codebook,
 )
 from matcher.crop import crop_info
-from matcher.evidence import BACKGROUND_K, CANDIDATES, PHASH_NEAR, VERIFIED
+from matcher.evidence import BACKGROUND_K, CANDIDATES, LOCAL_CANDIDATES, PHASH_NEAR, VERIFIED
 from matcher.model import backbone_config, build_model
 from matcher.pooling import pooling_spec
 from matcher.precision import inference_precision
@@ -105,6 +105,7 @@ class DeployRequest:
     local_features: bool = True
     query_crop: bool = True  # queries embedded from their object crop (`matcher.crop`)
     vlad_words: int = WORDS  # the local first stage's codebook (`matcher.vlad`); 0: none
+    local_candidates: int = LOCAL_CANDIDATES  # objects it nominates per photo, always verified
     precisions: Sequence[float] = (0.90, 0.95, 0.99)
     budgets: Sequence[float] = (5.0,)
     seed: int = 0
@@ -312,7 +313,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     plan = plan_worlds(photos, req.folds, req.seed)
     qs = world_evidence(photos, views, distractors, plan, query_views=query_views,
                         shrink=req.shrink, dim_cap=req.dim_cap, local=req.local_features,
-                        vlad_words=req.vlad_words, workers=req.workers, log=log)
+                        vlad_words=req.vlad_words, local_candidates=req.local_candidates,
+                        workers=req.workers, log=log)
     timings["cross_fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -445,7 +447,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         "inference_precision": inference_precision(device),
         "train_config": {k: v for k, v in asdict(req).items()
                          if k not in ("out", "distractor_images")},
-        **({"local_first_stage": local_stage_info(codebook)} if codebook is not None else {}),
+        **({"local_first_stage": local_stage_info(codebook, req.local_candidates)}
+           if codebook is not None else {}),
         **({"local_matching": matching_info()} if req.local_features else {}),
         **({"query_crop": crop_info()}
            if req.query_crop else {}),

@@ -84,3 +84,13 @@ def test_the_local_first_stage_nominates_what_the_global_embedding_misses_and_ve
     targets = verification_targets({"verify_floor": 0.5}, cands.objects,
                                    np.zeros(cands.objects.shape), cands.features)
     assert (0, ci) in targets and len(targets) == LOCAL_CANDIDATES
+
+    # A bundle calibrated with more nominations (`Bundle.local_candidates`) gets as many.
+    more = LOCAL_CANDIDATES + 4
+    wider = candidate_evidence(query, refs, far, far, temperature=0.05,
+                               query_local=vlads[target : target + 1], local_candidates=more)
+    assert wider.objects.shape[1] == cands.objects.shape[1] + 4
+    assert target in wider.objects[0]
+    assert local_nominated(wider.objects, wider.features, more).sum() == more
+    assert len(verification_targets({"verify_floor": 0.5}, wider.objects,
+                                    np.zeros(wider.objects.shape), wider.features, more)) == more

@@ -171,6 +171,29 @@ def test_an_untrained_bundle_can_carry_a_local_first_stage(tmp_path: Path) -> No
     assert without.codebook is None and "local_first_stage" not in without.info
 
 
+def test_a_bundle_says_how_many_objects_its_local_first_stage_nominates(tmp_path: Path) -> None:
+    """The matcher nominates as many objects as the bundle's calibration saw: a bundle made
+    before the count changed keeps its own; a count that is not a small whole number is a
+    clear BundleError, not a matcher that verifies nothing or everything."""
+    import json
+
+    from matcher.evidence import LOCAL_CANDIDATES
+    from matcher.sample import write_untrained_bundle
+
+    path = write_untrained_bundle(tmp_path / "a", name="a", objects=["A"], vlad_words=16)
+    assert Bundle.load(path).local_candidates == LOCAL_CANDIDATES
+    info = json.loads((path / "bundle.json").read_text())
+    for count, error in ((2, None), (0, "candidates 0"), (True, "candidates True"),
+                         ("6", "candidates '6'"), (2.5, "candidates 2.5")):
+        info["local_first_stage"]["candidates"] = count
+        (path / "bundle.json").write_text(json.dumps(info))
+        if error is None:
+            assert Bundle.load(path).local_candidates == 2
+        else:
+            with pytest.raises(BundleError, match=error):
+                Bundle.load(path)
+
+
 def test_registry_activate_flips_one_row(trained: Path, conn, tmp_path: Path) -> None:
     from matcher.sample import write_untrained_bundle
 
@@ -229,6 +252,8 @@ def test_cli_bad_input_is_a_clear_error(
     result = runner.invoke(app, ["train", "-c", str(train_catalogue), "--verified-model", "svm"])
     assert result.exit_code == 1
     assert "--verified-model must be auto, logistic or trees" in result.output
+    result = runner.invoke(app, ["train", "-c", str(train_catalogue), "--local-candidates", "0"])
+    assert result.exit_code == 2 and "--local-candidates" in result.output
     result = runner.invoke(
         app,
         [

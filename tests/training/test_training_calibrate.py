@@ -97,3 +97,33 @@ def test_phone_views_and_hash_twins_never_set_a_promise() -> None:
                                                       strict=True) if label < 0])
     assert sorted(negatives) == list(np.flatnonzero(~synthetic & ~qs.positive)), \
         "every other negative is in exactly one listing"
+
+
+def test_the_verified_model_learns_from_as_many_nominees_as_the_query_set_had() -> None:
+    """Training verifies and fits on the local first stage's nominees as the bundle's matcher
+    will (`QuerySet.local_candidates`, `artwatch train --local-candidates`): with 2, the
+    third and fourth candidates by VLAD similarity never count as verified; with 4 they do."""
+    from training.calibrate import fit_photo_scores
+
+    rng = np.random.default_rng(0)
+    n, c = 240, 4
+    objects = np.arange(n * c).reshape(n, c)  # each query its own objects (its own group)
+    labels = objects[np.arange(n), rng.integers(0, c, n)]
+    features = np.zeros((n, c, len(FEATURES)))
+    features[..., FEATURES.index("local_sim")] = [0.9, 0.8, 0.7, 0.6]  # nominated in order
+    features[..., FEATURES.index("verified")] = 1.0
+    right = objects == labels[:, None]
+    features[..., FEATURES.index("log_h_inliers")] = np.where(
+        right, rng.uniform(2.5, 4.0, (n, c)), rng.uniform(0.0, 2.0, (n, c)))
+    qs = QuerySet(
+        objects=[f"o{i}" for i in range(n * c)], world=np.arange(n) % 2, photo=np.arange(n),
+        kind=np.array([STUDIO] * n), label=labels, positive=np.ones(n, bool),
+        candidates=Candidates(objects, np.zeros((n, c), np.int64), features),
+        image_key=[str(i) for i in range(n)], ranked=objects, ranked_sim=np.zeros((n, c)),
+        baseline=objects, baseline_sim=np.zeros((n, c)))
+    for count in (2, 4):
+        qs.local_candidates = count
+        # verify_floor 1: no candidate is verified for its global probability, only nominees
+        scores = fit_photo_scores(qs, folds=3, verify_floor=1.0, verified_model="logistic")
+        assert "verified" in scores.spec
+        assert scores.verified[:, :count].all() and not scores.verified[:, count:].any()

@@ -224,3 +224,5 @@ def test_the_cli_and_the_recipe_cap_reuse_examples_alike() -> None:
     assert option.default == REUSE_EXAMPLES == DeployRequest.reuse_examples
     model = inspect.signature(train).parameters["verified_model"].default
     assert model.default == DeployRequest.verified_model == "auto"
+    nominees = inspect.signature(train).parameters["local_candidates"].default
+    assert nominees.default == DeployRequest.local_candidates
