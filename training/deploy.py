@@ -254,6 +254,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     objects = sorted({p.object_id for p in photos})
     if len(objects) < 2:
         raise ValueError(f"the catalogue has {len(objects)} object(s); need at least 2")
+    if not 1 <= req.local_candidates <= 64:  # what a bundle may record (`Bundle`)
+        raise ValueError(f"local_candidates {req.local_candidates}: need 1 to 64")
     device = torch.device(req.device)
     pooling = pooling_spec(req.pooling)
     model, pretrained_used = build_model(req.architecture, 0, pretrained=req.pretrained,

@@ -175,8 +175,6 @@ def test_a_bundle_says_how_many_objects_its_local_first_stage_nominates(tmp_path
     """The matcher nominates as many objects as the bundle's calibration saw: a bundle made
     before the count changed keeps its own; a count that is not a small whole number is a
     clear BundleError, not a matcher that verifies nothing or everything."""
-    import json
-
     from matcher.evidence import LOCAL_CANDIDATES
     from matcher.sample import write_untrained_bundle
 
@@ -254,6 +252,11 @@ def test_cli_bad_input_is_a_clear_error(
     assert "--verified-model must be auto, logistic or trees" in result.output
     result = runner.invoke(app, ["train", "-c", str(train_catalogue), "--local-candidates", "0"])
     assert result.exit_code == 2 and "--local-candidates" in result.output
+    from training.deploy import DeployRequest, train_deploy
+
+    with pytest.raises(ValueError, match="local_candidates 65: need 1 to 64"):
+        train_deploy(load_manifest(train_catalogue),
+                     DeployRequest(out=tmp_path / "nominees", name="n", local_candidates=65))
     result = runner.invoke(
         app,
         [
