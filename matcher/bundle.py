@@ -30,7 +30,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from matcher.compiled import BackboneForward, compile_wanted
-from matcher.evidence import LOCAL_CANDIDATES
+from matcher.evidence import LOCAL_CANDIDATES, check_local_candidates
 from matcher.model import ArtefactClassifier
 from matcher.precision import inference_precision
 from matcher.preprocess import Preprocess
@@ -230,10 +230,10 @@ class Bundle:
             raise BundleError(f"{file}: unreadable local first stage codebook: {exc}") from None
         if codebook.ndim != 2 or codebook.shape[1] != 128:
             raise BundleError(f"{file}: codebook shape {tuple(codebook.shape)} is not (k x 128)")
-        count = spec.get("candidates", LOCAL_CANDIDATES)
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 64:
-            raise BundleError(f"{self.path / BUNDLE_JSON}: local_first_stage candidates "
-                              f"{count!r} is not a whole number from 1 to 64")
+        try:
+            check_local_candidates(spec.get("candidates", LOCAL_CANDIDATES))
+        except ValueError as exc:
+            raise BundleError(f"{self.path / BUNDLE_JSON}: local_first_stage {exc}") from None
         return codebook
 
     @property

@@ -48,6 +48,7 @@ PHASH_CANDIDATES = 2  # objects added as candidates by a perceptual-hash hit alo
 # --local-candidates`; a bundle records its own, `Bundle.local_candidates`; the trade is
 # measured in docs/recognition.md, "The local first stage").
 LOCAL_CANDIDATES = 2
+MAX_LOCAL_CANDIDATES = 64  # more would verify most of a small catalogue for every photo
 PHASH_NEAR = 12  # bits: beyond this a hash says nothing
 NEAR_ROWS = 1024  # hash-near rows looked at per photo, nearest first
 BACKGROUND_K = 10
@@ -317,6 +318,17 @@ def candidate_evidence(
                 local_sim,
             )
     return Candidates(objects, rows, feats, local_rows if local else None)
+
+
+def check_local_candidates(count: object) -> int:
+    """`count` as a number of local first-stage nominees (`artwatch train
+    --local-candidates`, bundle.json's `local_first_stage.candidates`). Raises ValueError
+    unless it is a whole number from 1 to `MAX_LOCAL_CANDIDATES` (a bool is not)."""
+    if isinstance(count, bool) or not isinstance(count, int) \
+            or not 1 <= count <= MAX_LOCAL_CANDIDATES:
+        raise ValueError(f"local_candidates {count!r}: need 1 to {MAX_LOCAL_CANDIDATES} "
+                         "(a whole number)")
+    return count
 
 
 def local_nominated(objects: np.ndarray, features: np.ndarray,

@@ -282,9 +282,7 @@ def world_evidence(
         parts.append({"info": q_info, "cands": cands, "world": world, "ranked": ranked,
                       "ranked_sim": ranked_sim, "baseline": baseline,
                       "baseline_sim": baseline_sim, "look": q_look})
-    qs = _concatenate(objects, parts, dq)
-    qs.local_candidates = local_candidates
-    return qs
+    return _concatenate(objects, parts, dq, local_candidates)
 
 
 def whitening_views(n_views: int, query_views: int) -> list[int]:
@@ -343,7 +341,8 @@ def _world_queries(
             info)
 
 
-def _concatenate(objects: list[str], parts: list[dict], n_distractors: int) -> QuerySet:
+def _concatenate(objects: list[str], parts: list[dict], n_distractors: int,
+                 local_candidates: int) -> QuerySet:
     infos = [i for p in parts for i in p["info"]]
     world = np.concatenate([[p["world"]] * len(p["info"]) for p in parts]).astype(np.int64)
     width = max(p["cands"].objects.shape[1] for p in parts)
@@ -368,4 +367,5 @@ def _concatenate(objects: list[str], parts: list[dict], n_distractors: int) -> Q
         baseline_sim=np.concatenate([p["baseline_sim"] for p in parts]),
         look=(None if any(p["look"] is None for p in parts)
               else np.concatenate([p["look"] for p in parts])),
+        local_candidates=local_candidates,
     )

@@ -40,7 +40,14 @@ from matcher.bundle import (
     save_codebook,
 )
 from matcher.crop import crop_info
-from matcher.evidence import BACKGROUND_K, CANDIDATES, LOCAL_CANDIDATES, PHASH_NEAR, VERIFIED
+from matcher.evidence import (
+    BACKGROUND_K,
+    CANDIDATES,
+    LOCAL_CANDIDATES,
+    PHASH_NEAR,
+    VERIFIED,
+    check_local_candidates,
+)
 from matcher.model import backbone_config, build_model
 from matcher.pooling import pooling_spec
 from matcher.precision import inference_precision
@@ -254,8 +261,7 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     objects = sorted({p.object_id for p in photos})
     if len(objects) < 2:
         raise ValueError(f"the catalogue has {len(objects)} object(s); need at least 2")
-    if not 1 <= req.local_candidates <= 64:  # what a bundle may record (`Bundle`)
-        raise ValueError(f"local_candidates {req.local_candidates}: need 1 to 64")
+    check_local_candidates(req.local_candidates)  # what a bundle may record (`Bundle`)
     device = torch.device(req.device)
     pooling = pooling_spec(req.pooling)
     model, pretrained_used = build_model(req.architecture, 0, pretrained=req.pretrained,

@@ -226,3 +226,6 @@ def test_the_cli_and_the_recipe_cap_reuse_examples_alike() -> None:
     assert model.default == DeployRequest.verified_model == "auto"
     nominees = inspect.signature(train).parameters["local_candidates"].default
     assert nominees.default == DeployRequest.local_candidates
+    from matcher.evidence import MAX_LOCAL_CANDIDATES
+
+    assert (nominees.min, nominees.max) == (1, MAX_LOCAL_CANDIDATES)
