@@ -83,14 +83,17 @@ def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERI
                      use_local: bool = True,
                      features: Sequence[str] = GLOBAL_FEATURES,
                      verification: Sequence[str] = VERIFY_FEATURES,
-                     verified_model: str = "logistic") -> PhotoScores:
+                     verified_model: str = "logistic",
+                     monotone: bool = True) -> PhotoScores:
     """Cross-fitted photo probabilities plus the models fitted on every row.
 
     `features`: the global evidence the models use, `verification` the verification evidence
     the verified model adds (all of `GLOBAL_FEATURES` and `VERIFY_FEATURES` for a bundle;
     fewer to measure what one kind of evidence buys, `training.ablation`). `verified_model`:
     "logistic" or "trees" (`matcher.boosted`; `training.ablation.photo_scores_chosen` picks
-    one out of fold). Raises ValueError for another model name.
+    one out of fold). `monotone`: the trees keep `monotone_rules` (a bundle's always do;
+    False frees every feature, to measure what the rules cost or save,
+    `benchmarks/photo_score_models.py`). Raises ValueError for another model name.
     """
     if verified_model not in PHOTO_MODELS:
         raise ValueError(f"verified model {verified_model!r}: expected one of {PHOTO_MODELS}")
@@ -107,18 +110,19 @@ def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERI
         tr = np.zeros(len(groups), bool)
         tr[train] = True
         spec = _fit_models(qs, valid & tr[:, None], verified_col & tr[:, None], features,
-                           names_v, verify_floor, use_local, verified_model)
+                           names_v, verify_floor, use_local, verified_model, monotone)
         p, v = _score(spec, qs, np.flatnonzero(~tr))
         p_oof[~tr] = p
         v_oof[~tr] = v
     spec = _fit_models(qs, valid, verified_col, features, names_v, verify_floor, use_local,
-                       verified_model)
+                       verified_model, monotone)
     return PhotoScores(spec, np.where(valid, p_oof, 0.0), v_oof & valid)
 
 
 def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray,
                 features: Sequence[str], names_v: list[str], verify_floor: float,
-                use_local: bool, verified_model: str = "logistic") -> dict:
+                use_local: bool, verified_model: str = "logistic",
+                monotone: bool = True) -> dict:
     x, y = _rows(qs, features, rows)
     spec: dict = {"global": fit_logistic(x, y, features), "verify_floor": verify_floor}
     if use_local:
@@ -133,7 +137,8 @@ def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray,
         use = rows & verified_rows & gate
         xv, yv = _rows(qs, names_v, use)
         if len(np.unique(yv)) == 2 and yv.sum() >= 5:
-            spec["verified"] = (fit_trees(xv, yv, names_v, monotone=monotone_rules(names_v))
+            rules = monotone_rules(names_v) if monotone else {}
+            spec["verified"] = (fit_trees(xv, yv, names_v, monotone=rules)
                                 if verified_model == "trees" else fit_logistic(xv, yv, names_v))
     return spec
 

@@ -105,25 +105,52 @@ def test_the_verified_model_learns_from_as_many_nominees_as_the_query_set_had() 
     third and fourth candidates by VLAD similarity never count as verified; with 4 they do."""
     from training.calibrate import fit_photo_scores
 
-    rng = np.random.default_rng(0)
-    n, c = 240, 4
-    objects = np.arange(n * c).reshape(n, c)  # each query its own objects (its own group)
-    labels = objects[np.arange(n), rng.integers(0, c, n)]
-    features = np.zeros((n, c, len(FEATURES)))
-    features[..., FEATURES.index("local_sim")] = [0.9, 0.8, 0.7, 0.6]  # nominated in order
-    features[..., FEATURES.index("verified")] = 1.0
-    right = objects == labels[:, None]
-    features[..., FEATURES.index("log_h_inliers")] = np.where(
-        right, rng.uniform(2.5, 4.0, (n, c)), rng.uniform(0.0, 2.0, (n, c)))
-    qs = QuerySet(
-        objects=[f"o{i}" for i in range(n * c)], world=np.arange(n) % 2, photo=np.arange(n),
-        kind=np.array([STUDIO] * n), label=labels, positive=np.ones(n, bool),
-        candidates=Candidates(objects, np.zeros((n, c), np.int64), features),
-        image_key=[str(i) for i in range(n)], ranked=objects, ranked_sim=np.zeros((n, c)),
-        baseline=objects, baseline_sim=np.zeros((n, c)))
+    qs = _verified_query_set(right_inliers=(2.5, 4.0), wrong_inliers=(0.0, 2.0))
     for count in (2, 4):
         qs.local_candidates = count
         # verify_floor 1: no candidate is verified for its global probability, only nominees
         scores = fit_photo_scores(qs, folds=3, verify_floor=1.0, verified_model="logistic")
         assert "verified" in scores.spec
         assert scores.verified[:, :count].all() and not scores.verified[:, count:].any()
+
+
+def _verified_query_set(right_inliers: tuple[float, float], wrong_inliers: tuple[float, float],
+                        n: int = 240, c: int = 4) -> QuerySet:
+    """Studio queries, each of its own 4 candidate objects (its own cross-fitting group), all
+    verified and nominated in order by VLAD similarity; the right object's log inliers drawn
+    from `right_inliers`, the others' from `wrong_inliers`."""
+    rng = np.random.default_rng(0)
+    objects = np.arange(n * c).reshape(n, c)
+    labels = objects[np.arange(n), rng.integers(0, c, n)]
+    features = np.zeros((n, c, len(FEATURES)))
+    features[..., FEATURES.index("local_sim")] = np.linspace(0.9, 0.6, c)
+    features[..., FEATURES.index("verified")] = 1.0
+    right = objects == labels[:, None]
+    features[..., FEATURES.index("log_h_inliers")] = np.where(
+        right, rng.uniform(*right_inliers, (n, c)), rng.uniform(*wrong_inliers, (n, c)))
+    return QuerySet(
+        objects=[f"o{i}" for i in range(n * c)], world=np.arange(n) % 2, photo=np.arange(n),
+        kind=np.array([STUDIO] * n), label=labels, positive=np.ones(n, bool),
+        candidates=Candidates(objects, np.zeros((n, c), np.int64), features),
+        image_key=[str(i) for i in range(n)], ranked=objects, ranked_sim=np.zeros((n, c)),
+        baseline=objects, baseline_sim=np.zeros((n, c)))
+
+
+def test_the_served_trees_keep_their_monotone_rules_and_a_measurement_can_free_them() -> None:
+    """Evidence that says more inliers mark a wrong object: the served trees (monotone) must
+    not learn it (more inliers never lower the probability); freed (`monotone=False`, what
+    `benchmarks/photo_score_models.py` compares against) they do."""
+    from matcher.scoring import apply_photo_model
+    from training.calibrate import fit_photo_scores
+
+    qs = _verified_query_set(right_inliers=(0.0, 2.0), wrong_inliers=(2.5, 4.0))
+    served = fit_photo_scores(qs, folds=3, verify_floor=1.0, verified_model="trees")
+    freed = fit_photo_scores(qs, folds=3, verify_floor=1.0, verified_model="trees",
+                             monotone=False)
+    for scores, rising in ((served, True), (freed, False)):
+        spec = scores.spec["verified"]
+        rows = np.zeros((2, len(spec["features"])))
+        rows[:, spec["features"].index("verified")] = 1.0
+        rows[:, spec["features"].index("log_h_inliers")] = [1.0, 3.5]
+        few, many = apply_photo_model(spec, rows)
+        assert (many >= few) if rising else (many < few - 0.3), (few, many)
