@@ -6,31 +6,22 @@ Runs against a throw-away database on ARTWATCH_TEST_ADMIN_URL (default: local Po
 
 from __future__ import annotations
 
-import os
-import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
-
-import psycopg
 
 from artwatch.catalogue import catalogue_stats, import_catalogue
 from artwatch.db import connect, migrate
+from artwatch.db.scratch import scratch_database
 from artwatch.images import ImageStore
 
-ADMIN = os.environ.get("ARTWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "coil100"
 
 
 def main() -> None:
     directory = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
-    name = f"artwatch_bench_{secrets.token_hex(3)}"
-    url = urlunsplit(urlsplit(ADMIN)._replace(path=f"/{name}"))
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with scratch_database() as url:
         migrate(url)
         with tempfile.TemporaryDirectory() as tmp, connect(url, autocommit=True) as conn:
             store = ImageStore(Path(tmp), max_bytes=1 << 26, max_pixels=1 << 26)
@@ -46,9 +37,6 @@ def main() -> None:
               f"{first.rows / (t1 - t0):.0f} photos/s")
         print(f"re-import    : {t2 - t1:.2f}s = {first.rows / (t2 - t1):.0f} photos/s "
               f"({(t1 - t0) / (t2 - t1):.1f}x faster)")
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -29,11 +29,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
+from artwatch.db.scratch import create_database, drop_database, unique_name
 
-ADMIN_URL = os.environ.get("ARTWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("ARTWATCH_BENCH_REDIS", "redis://127.0.0.1:6379/15")
 POLITENESS_OFF = {
     "DOWNLOAD_DELAY": 0,
@@ -122,10 +120,8 @@ class TreeMemory:
 
 
 def setup_environment() -> tuple[str, Path]:
-    name = f"artwatch_bench_{os.getpid()}_{secrets.token_hex(2)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{name}"))
+    name = unique_name("artwatch_bench")
+    url = create_database(name)
     data_dir = Path(tempfile.mkdtemp(prefix="artwatch-bench-"))
     os.environ.update(
         ARTWATCH_DATABASE_URL=url, ARTWATCH_REDIS_URL=REDIS_URL, ARTWATCH_DATA_DIR=str(data_dir)
@@ -148,8 +144,7 @@ def teardown_environment(name: str, data_dir: Path, crawl_pids: list[int]) -> No
             origin = json.loads(raw).get("headers", {}).get("origin") or ""
             if origins and origin.startswith(origins):
                 removed += client.lrem(queue, 0, raw)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(name)
     shutil.rmtree(data_dir, ignore_errors=True)
     print(f"(cleaned up: database, data dir, {removed} queue messages)")
 

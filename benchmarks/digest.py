@@ -25,11 +25,10 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ADMIN_URL = os.environ.get("ARTWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+from artwatch.db.scratch import scratch_database  # noqa: E402
 
 
 def free_port() -> int:
@@ -54,22 +53,17 @@ def main() -> int:
     parser.add_argument("--queue-requests", type=int, default=30)
     args = parser.parse_args()
 
-    dbname = f"artwatch_bench_{secrets.token_hex(4)}"
     data_dir = Path(tempfile.mkdtemp(prefix="artwatch-bench-"))
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{dbname}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
-    os.environ.update(ARTWATCH_DATABASE_URL=url, ARTWATCH_DATA_DIR=str(data_dir))
-    os.environ.pop("ARTWATCH_CONFIG", None)
-    try:
-        return run(args, url, data_dir)
-    finally:
-        from artwatch.db.connection import close_pools
+    with scratch_database() as url:
+        os.environ.update(ARTWATCH_DATABASE_URL=url, ARTWATCH_DATA_DIR=str(data_dir))
+        os.environ.pop("ARTWATCH_CONFIG", None)
+        try:
+            return run(args, url, data_dir)
+        finally:
+            from artwatch.db.connection import close_pools
 
-        close_pools()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        shutil.rmtree(data_dir, ignore_errors=True)
+            close_pools()
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, url: str, data_dir: Path) -> int:

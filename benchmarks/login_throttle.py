@@ -32,11 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ADMIN_URL = os.environ.get("ARTWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+from artwatch.db.scratch import scratch_database  # noqa: E402
+
 EMAIL, PASSWORD = "ana@museum.test", "correct horse battery"
 
 
@@ -107,21 +108,16 @@ def main() -> int:
     parser.add_argument("--guesses", type=int, default=300)
     parser.add_argument("--baseline", type=int, default=40)
     args = parser.parse_args()
-    dbname = f"artwatch_bench_{secrets.token_hex(4)}"
     data_dir = Path(tempfile.mkdtemp(prefix="artwatch-bench-"))
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{dbname}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTWATCH_")}
-    env.update(ARTWATCH_DATABASE_URL=url, ARTWATCH_DATA_DIR=str(data_dir),
-               ARTWATCH_WEB_SECRET=secrets.token_urlsafe(32))
-    os.environ.update(env)
-    try:
-        return run(args, url, env)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with scratch_database() as url:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARTWATCH_")}
+        env.update(ARTWATCH_DATABASE_URL=url, ARTWATCH_DATA_DIR=str(data_dir),
+                   ARTWATCH_WEB_SECRET=secrets.token_urlsafe(32))
+        os.environ.update(env)
+        try:
+            return run(args, url, env)
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, url: str, env: dict[str, str]) -> int:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -113,16 +112,11 @@ class World:
             os.environ.pop(name, None)
         self.admin_db: tuple[str, str] | None = None
         if args.admin_url:
-            from urllib.parse import urlsplit, urlunsplit
+            from artwatch.db.scratch import create_database, unique_name
 
-            import psycopg
-
-            name = f"artwatch_bench_{os.getpid()}_{secrets.token_hex(3)}"
-            with psycopg.connect(args.admin_url, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
+            name = unique_name("artwatch_bench")
+            os.environ["ARTWATCH_DATABASE_URL"] = create_database(name, args.admin_url)
             self.admin_db = (args.admin_url, name)
-            os.environ["ARTWATCH_DATABASE_URL"] = urlunsplit(
-                urlsplit(args.admin_url)._replace(path=f"/{name}"))
         from artwatch.db import database_url, migrate
         from artwatch.services.redis import redis_url
 
@@ -331,11 +325,10 @@ class World:
 
         close_pools()
         if self.admin_db is not None:
-            import psycopg
+            from artwatch.db.scratch import drop_database
 
             admin, name = self.admin_db
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(name, admin)
         else:
             from artwatch.services.postgres import EmbeddedPostgres
 

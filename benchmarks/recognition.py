@@ -8,7 +8,10 @@ Two photo sets, both in one run:
   turntable); the remaining views are new photos, each used as it is ("studio") and through
   the marketplace simulator at a random web size ("listing": new background, light, crop,
   watermark, JPEG) and as a phone photo ("phone": the object 12-30% of the height of a
-  900-1400-pixel photo of a cluttered table, tilted; `PHONE_IN_CLUTTER`);
+  900-1400-pixel photo of a cluttered table, tilted; `PHONE_IN_CLUTTER`); with
+  `--museum-objects N` its catalogue also holds N generated single-photo museum objects (the
+  deployment's composition, a few objects with several photos among thousands with one; the
+  recognition issue's catalogue had 3,500), set "COIL-100-museum";
 * a generated catalogue (`artwatch demo catalogue`, photos per object as the paper's Table 2)
   with new renders of its objects from unseen viewpoints (studio), as listing photos and as
   phone photos, and generated objects in no catalogue.
@@ -39,9 +42,10 @@ objects with a few photos each.
 
     .venv/bin/python benchmarks/recognition.py                  # both sets, ~30-50 min on 2 cores
     .venv/bin/python benchmarks/recognition.py --sets coil --queries 4   # quicker
+    .venv/bin/python benchmarks/recognition.py --sets coil --museum-objects 3500  # ~1 h
 
-The database server is ARTWATCH_BENCH_ADMIN_URL (default postgresql://postgres@127.0.0.1:5432/
-postgres); Redis is not needed.
+The database server is ARTWATCH_TEST_ADMIN_URL (default postgresql://postgres@127.0.0.1:5432/
+test, as the tests'; `artwatch.db.scratch`); Redis is not needed.
 """
 
 from __future__ import annotations
@@ -50,7 +54,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -109,19 +112,37 @@ def _phone(image: Image.Image, seed: int, mask: Image.Image | None = None) -> Im
                                   config=PHONE_IN_CLUTTER).convert("RGB")
 
 
-def _write_catalogue(photos: list[Photo], out: Path) -> None:
-    """The chosen photos as a catalogue directory (copies, in a temporary directory)."""
+def _write_catalogue(out: Path, parts: Sequence[tuple[Sequence[Photo], Path]]) -> None:
+    """The chosen photos as a catalogue directory (copies, in a temporary directory); `parts`:
+    photos with the catalogue directory their manifest paths are relative to."""
     (out / "images").mkdir(parents=True, exist_ok=True)
     with (out / "manifest.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["object_id", "image", "collection"])
-        for p in photos:
-            name = f"images/{Path(p.source).name}"
-            shutil.copyfile(COIL / p.source, out / name)
-            writer.writerow([p.object_id, name, p.collection])
+        for part, (photos, root) in enumerate(parts):
+            for p in photos:
+                name = f"images/{part}-{Path(p.source).name}"
+                shutil.copyfile(root / p.source, out / name)
+                writer.writerow([p.object_id, name, p.collection])
 
 
-def coil_set(seed: int, queries: int, workdir: Path, negatives: int) -> PhotoSet:
+def museum_photos(count: int, seed: int, workdir: Path) -> tuple[list[Photo], Path]:
+    """`count` generated single-photo museum objects (`artwatch.demo`, rendered once into
+    `workdir` and kept, as `benchmarks/training_time.py` renders its catalogue) and their
+    catalogue directory."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from training_time import catalogue
+
+    directory = catalogue(workdir, 0, count, seed, workers=2)
+    return load_manifest(directory).photos, directory
+
+
+def coil_set(seed: int, queries: int, workdir: Path, negatives: int, museum: int = 0,
+             museum_dir: Path | None = None) -> PhotoSet:
+    """COIL-100's split (module docstring); `museum` > 0 adds that many generated
+    single-photo museum objects to the catalogue (`museum_photos`, cached in `museum_dir`):
+    the deployment's catalogue, a few objects with several photos among thousands with one,
+    whose photos the new ones are also ranked against."""
     full = load_manifest(COIL)
     rng = np.random.default_rng(seed)
     by_object: dict[str, list[Photo]] = {}
@@ -147,10 +168,15 @@ def coil_set(seed: int, queries: int, workdir: Path, negatives: int) -> PhotoSet
                                 "listing", n, obj))
             new.append(NewPhoto(_phone(img, seed * 100_003 + int(j) + 7 * i), ident,
                                 "phone", n, obj))
-    _write_catalogue(catalogue, workdir)
+    parts = [(catalogue, COIL)]
+    if museum:
+        extra, directory = museum_photos(museum, seed, museum_dir or workdir / "museum")
+        parts.append((extra, directory))
+        catalogue = catalogue + extra
+    _write_catalogue(workdir, parts)
     cat = Catalogue(catalogue, {"kind": "coil100-subset", "seed": str(seed)})
-    return PhotoSet("COIL-100", workdir, cat, new,
-                    {"objects": len(objects), "uncatalogued": n_out})
+    return PhotoSet("COIL-100-museum" if museum else "COIL-100", workdir, cat, new,
+                    {"objects": len(objects), "uncatalogued": n_out, "museum_objects": museum})
 
 
 def generated_set(seed: int, n_objects: int, queries: int, workdir: Path,
@@ -508,26 +534,11 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> 
     return out
 
 
-def _database(name: str) -> tuple[str, str]:
-    """(admin URL, URL of a new empty database for this run)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg
-
-    admin = os.environ.get("ARTWATCH_BENCH_ADMIN_URL",
-                           "postgresql://postgres@127.0.0.1:5432/postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return admin, urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-
-
 def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
     """The product path on one photo set, in a database of its own (dropped afterwards)."""
-    import psycopg
-
     from artwatch.catalogue.importer import import_catalogue
     from artwatch.db import connect, migrate
+    from artwatch.db.scratch import create_database, drop_database, unique_name
     from artwatch.images import ImageStore
     from artwatch.settings import load_settings
     from matcher.indexing import index_catalogue
@@ -538,8 +549,8 @@ def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
     print(f"\n=== {ps.name}: {len(ps.catalogue.photos)} catalogue photos, "
           f"{sum(n.object_id is not None for n in ps.new)} new photos of catalogued objects, "
           f"{sum(n.object_id is None for n in ps.new)} of uncatalogued ones ===", flush=True)
-    db = f"artwatch_bench_{os.getpid()}_{ps.name.lower().replace('-', '')}"
-    admin, url = _database(db)
+    db = unique_name(f"artwatch_bench_{ps.name.lower().replace('-', '')}")
+    url = create_database(db)
     settings = load_settings(database_url=url, data_dir=workdir / f"data-{ps.name}")
     try:
         migrate(url)
@@ -580,8 +591,7 @@ def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
         from artwatch.db.connection import close_pools
 
         close_pools()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        drop_database(db)
     print_set(ps.name, result)
     return result
 
@@ -662,6 +672,12 @@ def add_set_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generated-objects", type=int, default=60)
     parser.add_argument("--generated-uncatalogued", type=int, default=60,
                         help="generated objects in no catalogue (sharing 15 x --negatives photos)")
+    parser.add_argument("--museum-objects", type=int, default=0,
+                        help="generated single-photo museum objects added to the COIL-100 "
+                        "catalogue (the deployment's size: 3500)")
+    parser.add_argument("--museum-dir", type=Path,
+                        default=Path("/tmp/artwatch-recognition-museum"),
+                        help="where they are rendered once and kept")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -673,7 +689,8 @@ def photo_sets(args: argparse.Namespace, work: Path) -> Iterator[PhotoSet]:
             if not COIL.is_dir():
                 print(f"skipping COIL-100: {COIL} not found")
                 continue
-            yield coil_set(args.seed, args.queries, work / "coil", args.negatives)
+            yield coil_set(args.seed, args.queries, work / "coil", args.negatives,
+                           args.museum_objects, args.museum_dir)
         elif name == "generated":
             yield generated_set(args.seed, args.generated_objects, args.queries,
                                 work / "generated", args.negatives, args.generated_uncatalogued)

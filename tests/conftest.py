@@ -1,7 +1,8 @@
 """Shared fixtures: every test run gets its own PostgreSQL database, Redis db and data dir.
 
 The real servers on this machine are used (PostgreSQL on 127.0.0.1:5432, Redis on
-127.0.0.1:6379); `ARTWATCH_TEST_ADMIN_URL` / `ARTWATCH_TEST_REDIS` point elsewhere.
+127.0.0.1:6379); `ARTWATCH_TEST_ADMIN_URL` / `ARTWATCH_TEST_REDIS` point elsewhere. Databases
+come from `artwatch.db.scratch`, as the benchmarks' do.
 The environment is set before any artwatch module reads its settings.
 """
 
@@ -13,24 +14,20 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 import redis
 from dbreset import truncate_all
 
-ADMIN_URL = os.environ.get("ARTWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from artwatch.db.scratch import create_database, drop_database, scratch_database, unique_name
+
 REDIS_BASE = os.environ.get("ARTWATCH_TEST_REDIS", "redis://127.0.0.1:6379")
-TEST_DB = f"artwatch_test_{os.getpid()}_{secrets.token_hex(3)}"
+TEST_DB = unique_name("artwatch_test")
 CLAIM_TTL_S = 4 * 3600  # a claim outlives any test run; a killed run frees its db eventually
 DATA_DIR = Path(tempfile.mkdtemp(prefix="artwatch-test-"))
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COIL100 = SHARED / "data" / "coil100"
-
-
-def url_for(database: str) -> str:
-    return urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{database}"))
 
 
 def claim_redis_db() -> int:
@@ -55,9 +52,7 @@ TEST_REDIS_DB = 0  # set by pytest_configure
 def pytest_configure(config: pytest.Config) -> None:
     global TEST_REDIS_DB
     TEST_REDIS_DB = claim_redis_db()
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{TEST_DB}"')
-    os.environ["ARTWATCH_DATABASE_URL"] = url_for(TEST_DB)
+    os.environ["ARTWATCH_DATABASE_URL"] = create_database(TEST_DB)
     os.environ["ARTWATCH_REDIS_URL"] = f"{REDIS_BASE}/{TEST_REDIS_DB}"
     os.environ["ARTWATCH_DATA_DIR"] = str(DATA_DIR)
     os.environ.pop("ARTWATCH_CONFIG", None)
@@ -71,8 +66,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     from artwatch.db.connection import close_pools
 
     close_pools()
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+    drop_database(TEST_DB)
     redis.Redis.from_url(f"{REDIS_BASE}/{TEST_REDIS_DB}").flushdb()
     redis.Redis.from_url(f"{REDIS_BASE}/0").delete(f"artwatch-test-claim:{TEST_REDIS_DB}")
     shutil.rmtree(DATA_DIR, ignore_errors=True)
@@ -115,11 +109,5 @@ def image_store(tmp_path: Path):
 @pytest.fixture
 def fresh_database() -> Iterator[str]:
     """An empty database with no schema at all (for migration tests)."""
-    name = f"{TEST_DB}_m{secrets.token_hex(2)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url_for(name)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(f"{TEST_DB}_m") as url:
+        yield url

@@ -71,3 +71,23 @@ def test_idempotent_keys_exist(db_url: str) -> None:
     assert "predictions USING btree (image_id, bundle_id)" in defs
     assert "matches USING btree (listing_id, object_id, COALESCE(bundle_id" in defs
     assert "alert_items USING btree (match_id, reviewer_id)" in defs
+
+
+def test_a_scratch_database_is_dropped_even_when_its_block_fails() -> None:
+    """Benchmarks and the suite make their databases with `artwatch.db.scratch`; a run that
+    raises must not leave its database on the server."""
+    from artwatch.db.scratch import admin_url, scratch_database
+
+    def exists(name: str) -> bool:
+        with psycopg.connect(admin_url(), autocommit=True) as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                (name,)).fetchone() is not None
+
+    with pytest.raises(RuntimeError, match="benchmark failed"), \
+            scratch_database("artwatch_scratch") as url:
+        name = url.rsplit("/", 1)[1]
+        assert exists(name) and _tables(url) == set()  # new and empty
+        held = psycopg.connect(url)  # a connection the block forgot to close
+        raise RuntimeError("benchmark failed")
+    held.close()
+    assert not exists(name)  # dropped with the connection still open (FORCE)
