@@ -538,7 +538,7 @@ def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
     """The product path on one photo set, in a database of its own (dropped afterwards)."""
     from artwatch.catalogue.importer import import_catalogue
     from artwatch.db import connect, migrate
-    from artwatch.db.scratch import create_database, drop_database, unique_name
+    from artwatch.db.scratch import scratch_database
     from artwatch.images import ImageStore
     from artwatch.settings import load_settings
     from matcher.indexing import index_catalogue
@@ -549,49 +549,47 @@ def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
     print(f"\n=== {ps.name}: {len(ps.catalogue.photos)} catalogue photos, "
           f"{sum(n.object_id is not None for n in ps.new)} new photos of catalogued objects, "
           f"{sum(n.object_id is None for n in ps.new)} of uncatalogued ones ===", flush=True)
-    db = unique_name(f"artwatch_bench_{ps.name.lower().replace('-', '')}")
-    url = create_database(db)
-    settings = load_settings(database_url=url, data_dir=workdir / f"data-{ps.name}")
-    try:
-        migrate(url)
-        with connect(url, autocommit=True) as conn:
-            store = ImageStore(settings.images_dir, max_bytes=settings.max_image_bytes,
-                               max_pixels=settings.max_image_pixels,
-                               min_side=min(settings.min_image_side, 32))
-            report = import_catalogue(conn, ps.catalogue_dir, store)
-            print(f"  imported {report.photos_added} catalogue photos", flush=True)
-            t0 = time.perf_counter()
-            outcome = train_deploy(load_database(conn, store), DeployRequest(
-                out=workdir / f"bundle-{ps.name}", name=f"bench-{ps.name}", device=args.device,
-                seed=args.seed, progress=False, local_features=not args.no_local,
-                pooling=args.pooling, architecture=args.arch,
-                verified_model=args.verified_model, local_candidates=args.local_candidates,
-            ), log=lambda m: print("  " + m, flush=True))
-            train_s = time.perf_counter() - t0
-            bundle_id = register_bundle(conn, outcome.path)
-            bundle = Bundle.load(outcome.path, device=device)
-            index_catalogue(conn, bundle, bundle_id, store,
-                            local_cache=settings.local_features_dir)
-            activate_bundle(conn, bundle.name)
-            base = baseline_ranking(ps, device)
-            product = product_run(ps, conn, store, bundle_id, settings, args)
-            result = {
-                "training_seconds": train_s,
-                "matching_seconds": product.seconds,
-                "baseline": photo_table(ps, base),
-                "artwatch": photo_table(ps, product.ranked),
-                "first_candidate": first_candidate_table(ps, product),
-                "listings": listing_table(ps, product, bundle, args.seed),
-                "before": before_table(ps, base, args.seed),
-                "bundle_report": outcome.metrics["retrieval"],
-                "evidence_ablation": outcome.metrics.get("evidence_ablation", {}),
-                "notes": ps.notes,
-            }
-    finally:
-        from artwatch.db.connection import close_pools
+    with scratch_database(f"artwatch_bench_{ps.name.lower().replace('-', '')}") as url:
+        settings = load_settings(database_url=url, data_dir=workdir / f"data-{ps.name}")
+        try:
+            migrate(url)
+            with connect(url, autocommit=True) as conn:
+                store = ImageStore(settings.images_dir, max_bytes=settings.max_image_bytes,
+                                   max_pixels=settings.max_image_pixels,
+                                   min_side=min(settings.min_image_side, 32))
+                report = import_catalogue(conn, ps.catalogue_dir, store)
+                print(f"  imported {report.photos_added} catalogue photos", flush=True)
+                t0 = time.perf_counter()
+                outcome = train_deploy(load_database(conn, store), DeployRequest(
+                    out=workdir / f"bundle-{ps.name}", name=f"bench-{ps.name}", device=args.device,
+                    seed=args.seed, progress=False, local_features=not args.no_local,
+                    pooling=args.pooling, architecture=args.arch,
+                    verified_model=args.verified_model, local_candidates=args.local_candidates,
+                ), log=lambda m: print("  " + m, flush=True))
+                train_s = time.perf_counter() - t0
+                bundle_id = register_bundle(conn, outcome.path)
+                bundle = Bundle.load(outcome.path, device=device)
+                index_catalogue(conn, bundle, bundle_id, store,
+                                local_cache=settings.local_features_dir)
+                activate_bundle(conn, bundle.name)
+                base = baseline_ranking(ps, device)
+                product = product_run(ps, conn, store, bundle_id, settings, args)
+                result = {
+                    "training_seconds": train_s,
+                    "matching_seconds": product.seconds,
+                    "baseline": photo_table(ps, base),
+                    "artwatch": photo_table(ps, product.ranked),
+                    "first_candidate": first_candidate_table(ps, product),
+                    "listings": listing_table(ps, product, bundle, args.seed),
+                    "before": before_table(ps, base, args.seed),
+                    "bundle_report": outcome.metrics["retrieval"],
+                    "evidence_ablation": outcome.metrics.get("evidence_ablation", {}),
+                    "notes": ps.notes,
+                }
+        finally:
+            from artwatch.db.connection import close_pools
 
-        close_pools()
-        drop_database(db)
+            close_pools()
     print_set(ps.name, result)
     return result
 

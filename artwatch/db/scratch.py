@@ -35,12 +35,14 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
 
 
-def create_database(name: str, admin: str | None = None) -> str:
-    """Create the empty database `name` (one of that name left by a killed run is dropped
-    first); returns its URL. Raises psycopg.Error when the server refuses."""
+def create_database(name: str, admin: str | None = None, template: str | None = None) -> str:
+    """Create the database `name`, empty or a copy of database `template` (one of that name
+    left by a killed run is dropped first); returns its URL. Raises psycopg.Error when the
+    server refuses."""
     with psycopg.connect(admin or admin_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"'
+                     + (f' TEMPLATE "{template}"' if template else ""))
     return url_for(name, admin)
 
 

@@ -21,8 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import redis
+
+from artwatch.db import scratch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,11 +91,7 @@ class PgServer:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str, template: str | None = None) -> str:
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"'
-                         + (f' TEMPLATE "{template}"' if template else ""))
-        return self.url(name)
+        return scratch.create_database(name, self.url(), template)
 
     def destroy(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
