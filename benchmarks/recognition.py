@@ -74,7 +74,13 @@ from artwatch.demo.marketplace import PHONE_IN_CLUTTER, simulate_listing_photo  
 from matcher.bundle import Bundle  # noqa: E402
 from matcher.model import build_model  # noqa: E402
 from matcher.pooling import CHOICES as POOLINGS  # noqa: E402
-from matcher.scoring import PHOTO_MODELS, cell_of, operating_point, threshold_for  # noqa: E402
+from matcher.scoring import (  # noqa: E402
+    PHOTO_MODELS,
+    cell_of,
+    operating_point,
+    split_cell,
+    threshold_for,
+)
 from training.ablation import ablation_lines  # noqa: E402
 from training.catalogue import Catalogue, Photo, load_manifest  # noqa: E402
 from training.deploy import DeployRequest, train_deploy  # noqa: E402
@@ -486,22 +492,24 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> 
     for start in range(0, len(ids), 64):
         rec.handle(conn, [([product.image_ids[i] for i in groups[k][0]], ids[k], "live")
                           for k in range(start, min(start + 64, len(ids)))])
-    accession = {int(r["id"]): r["accession"] for r in conn.execute(
-        "SELECT id, accession FROM objects")}
+    objects = {int(r["id"]): r for r in conn.execute(
+        "SELECT id, accession, collection FROM objects")}
     decided = {int(r["listing_id"]): r for r in conn.execute(
         "SELECT * FROM listing_decisions WHERE listing_id = ANY(%s)", (ids,))}
     rows = []
     for lid, (members, truth) in zip(ids, groups, strict=True):
         d = decided[lid]
-        obj = accession.get(int(d["object_id"])) if d["object_id"] is not None else None
-        look = d["cell"].split("/")[1] if d["cell"] and "/" in d["cell"] else None
-        rows.append((truth, obj, float(d["score"]), int(d["photos"]), ps.new[members[0]].shows,
-                     look))
+        best = objects.get(int(d["object_id"])) if d["object_id"] is not None else None
+        look = split_cell(d["cell"])[1] if d["cell"] else None
+        rows.append((truth, best["accession"] if best else None, float(d["score"]),
+                     int(d["photos"]), ps.new[members[0]].shows, look,
+                     best["collection"] if best else None))
     out = {}
     for name in POINTS:
         point = operating_point(bundle.thresholds, name)
-        alerts = [(t, o, p >= threshold_for(point, n, look), cell_of(point, n, look), shows)
-                  for t, o, p, n, shows, look in rows]
+        alerts = [(t, o, p >= threshold_for(point, n, look, coll),
+                   cell_of(point, n, look, coll), shows)
+                  for t, o, p, n, shows, look, coll in rows]
         negatives = [a for a in alerts if a[0] is None]
         positives = [a for a in alerts if a[0] is not None]
         right = sum(1 for t, o, a, _, _ in positives if a and o == t)

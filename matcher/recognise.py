@@ -10,12 +10,12 @@ retro-hunts.
 Per listing (`score_listing`): photos that are the same picture count once; the others add up
 (`matcher.scoring.fuse_listing`); the best object's listing probability is held against the
 bundle's threshold for the configured operating point and the listing's calibration cell (its
-number of distinct photos, and whether its decisive photo looks like a catalogue photo: see
-`matcher.scoring`). Every decision is a `listing_decisions` row; an alert writes the
-listing's candidates (best first, those below `match_candidate_floor` left out) as `matches`,
-so the first candidate a reviewer sees is the ranking's top-1. Everything is an upsert keyed as
-the schema says, so a batch that runs twice writes nothing new, and a reviewer's decision on a
-match is never overwritten.
+number of distinct photos, whether its decisive photo looks like a catalogue photo, and the
+collection of its best object: see `matcher.scoring`). Every decision is a
+`listing_decisions` row; an alert writes the listing's candidates (best first, those below
+`match_candidate_floor` left out) as `matches`, so the first candidate a reviewer sees is the
+ranking's top-1. Everything is an upsert keyed as the schema says, so a batch that runs twice
+writes nothing new, and a reviewer's decision on a match is never overwritten.
 """
 
 from __future__ import annotations
@@ -314,8 +314,10 @@ class Recogniser:
         else:
             p_look = float(photo_looks(self.spec, embeddings[decisive : decisive + 1])[0])
         look = look_of(p_look)
-        cell = cell_of(self.point, distinct, look)
-        threshold = threshold_for(self.point, distinct, look)
+        collection = None if best_obj is None else conn.execute(
+            "SELECT collection FROM objects WHERE id = %s", (best_obj,)).fetchone()["collection"]
+        cell = cell_of(self.point, distinct, look, collection)
+        threshold = threshold_for(self.point, distinct, look, collection)
         alerted = best >= threshold
         conn.execute(
             """

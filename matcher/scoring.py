@@ -32,7 +32,11 @@ calibrated. The bundle's `score` (bundle.json) holds:
 Thresholds (`bundle.json["thresholds"]`) are per operating point and per calibration cell: the
 listing's size bucket (`SIZE_BUCKETS`, distinct photos) and, when the score has a `look`, its
 look cell (keys "1/marketplace", "3-4/catalogue", ...), each with the false-alert rate it
-promises and that rate's interval; see `training.calibrate`.
+promises and that rate's interval; see `training.calibrate`. A catalogue of several
+collections also has a cell per collection within each of those ("1/catalogue@Coins": the
+listing's best candidate is in the collection "Coins"): a collection photographed unlike the
+others has negatives unlike theirs, and its cut is never below the pooled cell's, so both the
+pooled promise and the collection's hold (`cell_of`).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ DUPLICATE_SIMILARITY = 0.97
 DUPLICATE_PHASH = 4
 LISTING_FEATURES = ("best_logit", "support")
 LOOKS = ("catalogue", "marketplace")
+COLLECTION_SEP = "@"  # "<size>[/<look>]@<collection>": a collection's own cell
 LOOK_CUT = 0.5  # P(catalogue look) from a class-balanced model: the Bayes cut at equal priors
 PHOTO_MODELS = ("logistic", "trees")  # the verified model's kinds (`apply_photo_model`)
 # Features whose growth can only lower a verified probability (the trees' monotone rules);
@@ -79,6 +84,20 @@ def bucket_of(n_photos: int, look: str | None = None) -> str:
 def bucket_keys(look: str | None = None) -> list[str]:
     """Every size bucket's key (in the look cell `look`), smallest first."""
     return [bucket_of(lo, look) for lo, _ in SIZE_BUCKETS]
+
+
+def collection_cell(cell: str, collection: str) -> str:
+    """The key of `collection`'s own cell within the pooled cell `cell`."""
+    return f"{cell}{COLLECTION_SEP}{collection}"
+
+
+def split_cell(key: str) -> tuple[str, str | None, str | None]:
+    """(size bucket, look or None, collection or None) of a cell key; inverse of `bucket_of`
+    and `collection_cell` (a collection's name may hold any character, a size and look do
+    not hold the separator)."""
+    pooled, sep, collection = key.partition(COLLECTION_SEP)
+    size, _, look = pooled.partition("/")
+    return size, look or None, collection if sep else None
 
 
 # --- logistic models ---------------------------------------------------------------------
@@ -348,22 +367,30 @@ def operating_point(thresholds: Mapping[str, Any], name: str) -> Mapping[str, An
     return points[name]
 
 
-def cell_of(point: Mapping[str, Any], n_photos: int, look: str | None = None) -> str | None:
+def cell_of(point: Mapping[str, Any], n_photos: int, look: str | None = None,
+            collection: str | None = None) -> str | None:
     """The calibrated cell whose threshold decides a listing of `n_photos` distinct photos in
-    look cell `look`: its own, else the largest calibrated size of its look (bigger listings
-    than any calibrated); None when the point has nothing for that look."""
+    look cell `look` whose best candidate is in `collection`: the pooled cell of its size,
+    else the largest calibrated size of its look (bigger listings than any calibrated); then
+    that cell's own for `collection` where calibration had negatives of it (an object added
+    from a new collection after training is decided by the pooled cell). None when the point
+    has nothing for that look."""
     buckets = point.get("buckets") or {}
-    own = bucket_of(n_photos, look)
-    if buckets.get(own) is not None:
-        return own
-    for key in reversed(bucket_keys(look)):
-        if buckets.get(key) is not None:
-            return key
-    return None
+    pooled = bucket_of(n_photos, look)
+    if buckets.get(pooled) is None:
+        pooled = next((key for key in reversed(bucket_keys(look))
+                       if buckets.get(key) is not None), None)
+    if pooled is None:
+        return None
+    if collection is not None and buckets.get(collection_cell(pooled, collection)) is not None:
+        return collection_cell(pooled, collection)
+    return pooled
 
 
-def threshold_for(point: Mapping[str, Any], n_photos: int, look: str | None = None) -> float:
+def threshold_for(point: Mapping[str, Any], n_photos: int, look: str | None = None,
+                  collection: str | None = None) -> float:
     """The point's listing-score threshold for a listing of `n_photos` distinct photos in look
-    cell `look` (None for a score without look cells); inf when nothing is calibrated."""
-    cell = cell_of(point, n_photos, look)
+    cell `look` (None for a score without look cells) whose best candidate is in `collection`
+    (`cell_of`); inf when nothing is calibrated."""
+    cell = cell_of(point, n_photos, look, collection)
     return math.inf if cell is None else float(point["buckets"][cell])

@@ -52,7 +52,13 @@ from matcher.model import backbone_config, build_model
 from matcher.pooling import pooling_spec
 from matcher.precision import inference_precision
 from matcher.preprocess import Preprocess
-from matcher.scoring import DUPLICATE_PHASH, DUPLICATE_SIMILARITY, VERIFY_FLOOR, fit_look
+from matcher.scoring import (
+    DUPLICATE_PHASH,
+    DUPLICATE_SIMILARITY,
+    VERIFY_FLOOR,
+    fit_look,
+    split_cell,
+)
 from matcher.verify import matching_info
 from matcher.vlad import WORDS, fit_codebook
 from training.ablation import (
@@ -67,6 +73,7 @@ from training.calibrate import (
     operating_points,
     simulate_listings,
     with_cells,
+    with_collections,
 )
 from training.catalogue import Catalogue, Photo
 from training.crossfit import TEMPERATURE, Distractors, QuerySet, plan_worlds, world_evidence
@@ -337,6 +344,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     calib_set = simulate_listings(qs, seed=req.seed + 2)
     best, which, decisive = listing_scores(qs, scores.probabilities, calib_set, listing_model)
     calib_set = with_cells(qs, calib_set, decisive)
+    collections = {p.object_id: p.collection for p in photos}
+    calib_set = with_collections(calib_set, which, [collections[o] for o in qs.objects])
     points = operating_points(best, which, calib_set, precisions=req.precisions,
                               budgets=req.budgets)
     timings["calibration_s"] = time.perf_counter() - t0
@@ -405,10 +414,12 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
             f"{', '.join(summary['worse_than_pretrained'])} photos (see report)")
     for name, p in points.items():
         promised = {b: round(v["per_1000"], 1) for b, v in p["promise"].items()
-                    if v["per_1000"] is not None}
+                    if v["per_1000"] is not None and split_cell(b)[2] is None}
+        own = len({split_cell(b)[2] for b in p["promise"]} - {None})
         log(f"{name}: calibration precision {p['calibration']['precision']:.3f} recall "
             f"{p['calibration']['recall']:.3f}; promised false alerts per 1,000 listings "
-            f"by size {promised}")
+            f"by size {promised}" + (f" (and per collection, {own} collections: report)"
+                                     if own else ""))
 
     score_spec = {
         "kind": "calibrated-evidence",
@@ -425,7 +436,6 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         **({"verified": scores.spec["verified"]} if "verified" in scores.spec else {}),
         **({"look": look} if look is not None else {}),
     }
-    collections = {p.object_id: p.collection for p in photos}
     info = {
         "name": req.name,
         "recipe": RECIPE,

@@ -22,6 +22,7 @@ from matcher.scoring import (
     look_of,
     operating_point,
     photo_looks,
+    split_cell,
     threshold_for,
 )
 from matcher.verify import extract, verify
@@ -142,6 +143,16 @@ def test_look_cells_choose_their_own_thresholds() -> None:
     assert threshold_for(point, 6, "catalogue") == 0.9
     assert cell_of(point, 6, "marketplace") == "2/marketplace"
     assert threshold_for({"buckets": {"1/catalogue": 0.9}}, 1, "marketplace") == math.inf
+    # A collection's own cell where calibrated, within the cell the size and look choose; an
+    # object from a collection calibration never saw is decided by the pooled cell
+    point["buckets"]["2/marketplace@Coins"] = 0.8
+    assert cell_of(point, 6, "marketplace", "Coins") == "2/marketplace@Coins"
+    assert threshold_for(point, 2, "marketplace", "Coins") == 0.8
+    assert threshold_for(point, 2, "marketplace", "Bronzes") == 0.7
+    assert threshold_for(point, 1, "marketplace", "Coins") == 0.6
+    assert split_cell("2/marketplace@Coins") == ("2", "marketplace", "Coins")
+    assert split_cell("3-4") == ("3-4", None, None)
+    assert split_cell("1@a@b") == ("1", None, "a@b")
 
 
 def _textured(seed: int, size: int = 360) -> Image.Image:

@@ -8,10 +8,14 @@ import numpy as np
 from matcher.evidence import FEATURES, Candidates
 from matcher.scoring import LOOKS, bucket_of
 from training.calibrate import (
+    MIN_COLLECTION_NEGATIVES,
+    Listings,
+    evaluate_point,
     listing_scores,
     simulate_listings,
     thresholds_at,
     with_cells,
+    with_collections,
 )
 from training.crossfit import DISTRACTOR, QuerySet
 from training.views import LISTING, PHONE, REUSE, STUDIO, TWIN
@@ -78,6 +82,48 @@ def test_negative_listings_keep_to_one_stream_and_cells_follow_the_decisive_phot
     # Without looks the cells are the sizes alone
     qs.look = None
     assert set(with_cells(qs, listings, decisive).bucket) <= {"1", "2", "3-4", "5-8"}
+
+
+def _one_photo_negatives(rng: np.random.Generator, majority: int, minority: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and best-candidate collections of one-photo negative listings: thousands of
+    "museum" negatives scoring low, a few "coil" look-alikes scoring high."""
+    scores = np.concatenate([rng.uniform(0.0, 0.5, majority), rng.uniform(0.3, 0.9, minority)])
+    names = ["museum"] * majority + ["coil"] * minority
+    return scores, np.array(names, dtype=object)
+
+
+def test_a_collection_unlike_the_majority_gets_a_cut_whose_promise_holds_for_it() -> None:
+    """The pooled cut is set by the majority's negatives; the minority's own cut holds its
+    promise on new negatives of the minority, where the pooled cut alerts several times as
+    often as it promised, and the majority keeps the pooled cut."""
+    rng = np.random.default_rng(7)
+    scores, names = _one_photo_negatives(rng, 2000, 200)
+    scores = np.concatenate([scores, rng.uniform(0.3, 0.9, MIN_COLLECTION_NEGATIVES - 1)])
+    names = np.concatenate([names, ["tiny"] * (MIN_COLLECTION_NEGATIVES - 1)])
+    objects = {"museum": 0, "coil": 1, "tiny": 2}
+    which = np.array([objects[n] for n in names])
+    plain = Listings([np.array([i]) for i in range(len(scores))], np.full(len(scores), -1),
+                     np.array(["1/catalogue"] * len(scores)))
+    assert with_collections(plain, which, ["museum"] * 3) is plain  # one collection
+    listings = with_collections(plain, which, ["museum", "coil", "tiny"])
+    alpha = 0.05
+    cuts, promises = thresholds_at(alpha, scores, listings)
+    # A collection with too few negatives keeps the pooled cut (its own would be the highest
+    # of a handful of scores)
+    assert set(cuts) == {"1/catalogue", "1/catalogue@museum", "1/catalogue@coil"}
+    assert cuts["1/catalogue@museum"] == cuts["1/catalogue"] < cuts["1/catalogue@coil"]
+    assert promises["1/catalogue@coil"]["negatives"] == 200
+    assert promises["1/catalogue@coil"]["per_1000"] <= 1000 * alpha
+    fresh, fresh_names = _one_photo_negatives(np.random.default_rng(8), 20000, 2000)
+    coil = fresh[fresh_names == "coil"]
+    assert np.mean(coil >= cuts["1/catalogue"]) > 4 * alpha  # the pooled promise breaks
+    assert np.mean(coil >= cuts["1/catalogue@coil"]) <= 1.5 * alpha  # its own holds
+    # The pooled promise still holds over every negative, each judged by its own cut
+    judged = Listings([np.array([i]) for i in range(len(fresh))], np.full(len(fresh), -1),
+                      np.array(["1/catalogue"] * len(fresh)), fresh_names)
+    measured = evaluate_point(cuts, fresh, np.zeros(len(fresh)), judged)
+    assert measured["false_alerts_per_1000"] <= promises["1/catalogue"]["per_1000"] * 1.2
 
 
 def test_phone_views_and_hash_twins_never_set_a_promise() -> None:
