@@ -52,6 +52,7 @@ from matcher.scoring import (
     look_of,
     operating_point,
     photo_looks,
+    split_cell,
     threshold_for,
 )
 
@@ -314,8 +315,11 @@ class Recogniser:
         else:
             p_look = float(photo_looks(self.spec, embeddings[decisive : decisive + 1])[0])
         look = look_of(p_look)
-        collection = None if best_obj is None else conn.execute(
-            "SELECT collection FROM objects WHERE id = %s", (best_obj,)).fetchone()["collection"]
+        collection = None  # looked up only where the point has cells per collection
+        if best_obj is not None and any(split_cell(key)[2] is not None
+                                        for key in self.point.get("buckets") or {}):
+            collection = conn.execute("SELECT collection FROM objects WHERE id = %s",
+                                      (best_obj,)).fetchone()["collection"]
         cell = cell_of(self.point, distinct, look, collection)
         threshold = threshold_for(self.point, distinct, look, collection)
         alerted = best >= threshold

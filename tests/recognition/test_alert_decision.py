@@ -42,6 +42,7 @@ from matcher.retrohunt import run_hunt, start_hunt
 from matcher.scoring import (
     LOOKS,
     bucket_of,
+    cell_of,
     collection_cell,
     operating_point,
     split_cell,
@@ -165,8 +166,7 @@ def test_the_best_candidates_collection_chooses_the_cell_that_decides(
     lot, ids = listing(conn, served, [photo])
     first = decide(conn, rec, lot, ids)
     assert first["alerted"], first
-    size, look, _ = split_cell(first["cell"])
-    pooled = bucket_of(int(size.split("-")[0].rstrip("+")), look)
+    pooled = cell_of(rec.point, 1, split_cell(first["cell"])[1])  # a one-photo listing's
     rec.point = copy.deepcopy(rec.point)
     other = collection_cell(pooled, row["collection"] + "-other")
     rec.point["buckets"][other] = 2.0  # no listing reaches it: it must not apply
