@@ -11,7 +11,9 @@ Two photo sets, both in one run:
   900-1400-pixel photo of a cluttered table, tilted; `PHONE_IN_CLUTTER`); with
   `--museum-objects N` its catalogue also holds N generated single-photo museum objects (the
   deployment's composition, a few objects with several photos among thousands with one; the
-  recognition issue's catalogue had 3,500), set "COIL-100-museum";
+  recognition issue's catalogue had 3,500), set "COIL-100-museum", where COIL-100's
+  collections are named "COIL-100 <collection>" as a second museum's would be (the generated
+  museum also has ceramics and figurines);
 * a generated catalogue (`artwatch demo catalogue`, photos per object as the paper's Table 2)
   with new renders of its objects from unseen viewpoints (studio), as listing photos and as
   phone photos, and generated objects in no catalogue.
@@ -33,7 +35,8 @@ uncatalogued photos by the best score), accepted and correct-and-accepted at 1% 
 (threshold at the 99th percentile of the uncatalogued photos' best score), by photos per
 object; the first candidate stored in `matches` against the ranking's top-1; then the listing
 decision on listings of 1-4 listing photos at the bundle's operating points: promised false
-alerts per 1,000 negative listings (and interval) vs measured, precision and recall; and, on
+alerts per 1,000 negative listings (and interval) vs measured, precision and recall, per
+calibration cell and per collection with cells of its own; and, on
 the same listings, the rules that decided before the calibrated score (`before_table`: a pHash
 within 6 bits or a cosine of 0.92 alerts). A listing shows one object; a measured false-alert
 rate comes with a 95% interval from a bootstrap over the uncatalogued objects (`measured_rate`:
@@ -59,7 +62,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +178,9 @@ def coil_set(seed: int, queries: int, workdir: Path, negatives: int, museum: int
             new.append(NewPhoto(_phone(img, seed * 100_003 + int(j) + 7 * i), ident,
                                 "phone", n, obj))
     parts = [(catalogue, COIL)]
-    if museum:
+    if museum:  # two museums' catalogues in one: COIL-100's collections keep their own names
+        catalogue = [replace(p, collection=f"COIL-100 {p.collection}") for p in catalogue]
+        parts = [(catalogue, COIL)]
         extra, directory = museum_photos(museum, seed, museum_dir or workdir / "museum")
         parts.append((extra, directory))
         catalogue = catalogue + extra
@@ -395,8 +400,34 @@ def first_candidate_table(ps: PhotoSet, product: Product) -> dict:
                 "measured": measured_rate([product.first_candidate[i] is not None for i in sel],
                                           [ps.new[i].shows for i in sel])}
             for c, sel in sorted(by_cell.items())}
+        out[kind]["by_collection"] = by_collection(
+            [str(cells.get(product.listings[i])) for i in neg],
+            [product.first_candidate[i] is not None for i in neg],
+            [ps.new[i].shows for i in neg], promise)
         out[kind]["operating_point"] = product.recogniser.policy.operating_point
     return out
+
+
+def by_collection(cells: Sequence[str], flags: Sequence[bool], shows: Sequence[str],
+                  promise: dict) -> dict:
+    """Negative listings decided in a collection's own cells, per collection: measured false
+    alerts beside the collection's promise, which counts its negatives of every cell
+    (`training.calibrate.collection_level`) and is the same in each of its cells."""
+    out = {}
+    for name in sorted({split_cell(c)[2] for c in cells} - {None}):
+        sel = [i for i, c in enumerate(cells) if split_cell(c)[2] == name]
+        promised = next((promise[c] for c in (cells[i] for i in sel) if c in promise), {})
+        out[name] = {"negatives": len(sel), "promised": promised,
+                     "measured": measured_rate([flags[i] for i in sel], [shows[i] for i in sel])}
+    return out
+
+
+def promised_text(promised: dict) -> str:
+    """A promise as "rate [low, high]" per 1,000, or "-" where none was calibrated."""
+    if promised.get("per_1000") is None:
+        return "-"
+    lo, hi = promised["interval"]
+    return f"{promised['per_1000']:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
 def listing_groups(ps: PhotoSet, seed: int) -> list[tuple[list[int], str | None]]:
@@ -537,6 +568,8 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> 
             "measured": measured_rate([a[2] for a in negatives], [a[4] for a in negatives]),
             "promised_per_1000": sum(total_promise) / max(1, len(negatives)),
             "by_size": by_bucket,
+            "by_collection": by_collection([a[3] for a in negatives], [a[2] for a in negatives],
+                                           [a[4] for a in negatives], point["promise"]),
             "calibration": point["calibration"],
         }
     return out
@@ -628,15 +661,13 @@ def print_set(name: str, r: dict) -> None:
               f"{row['uncatalogued']} uncatalogued); first candidate = ranking top-1 in "
               f"{row['first_is_ranking_top1']:.3f}; right {row['first_right']:.3f} "
               f"(ranking top-1 right {row['ranking_top1_right']:.3f})")
-        for cell, c in row["by_cell"].items():
-            promised, m = c["promised"], c["measured"]
-            text = "-"
-            if promised.get("per_1000") is not None:
-                lo, hi = promised["interval"]
-                text = f"{promised['per_1000']:.1f} [{lo:.1f}, {hi:.1f}]"
-            print(f"  {'':8s} cell {cell}: false alerts {m['per_1000']:.1f}/1000 "
-                  f"[{m['interval'][0]:.1f}, {m['interval'][1]:.1f}] of {c['negatives']} "
-                  f"({m['objects']} objects), promised at {row['operating_point']} {text}")
+        for what, groups in (("cell", row["by_cell"]), ("collection", row["by_collection"])):
+            for name, c in groups.items():
+                m = c["measured"]
+                print(f"  {'':8s} {what} {name}: false alerts {m['per_1000']:.1f}/1000 "
+                      f"[{m['interval'][0]:.1f}, {m['interval'][1]:.1f}] of {c['negatives']} "
+                      f"({m['objects']} objects), promised at {row['operating_point']} "
+                      f"{promised_text(c['promised'])}")
     if r.get("evidence_ablation"):
         print("\nwhat each kind of evidence buys (training's out-of-fold queries, the photo "
               "score cross-fitted again without it; c&a: correct and accepted at 1% FA):")
@@ -665,6 +696,11 @@ def print_set(name: str, r: dict) -> None:
                   f"{v['negatives']}; promised "
                   + (f"{promised:.1f} [{lo:.1f}, {hi:.1f}]" if promised is not None else "-")
                   + f"; recall {v['recall']:.3f} of {v['positives']}")
+        for name, c in row["by_collection"].items():
+            m = c["measured"]
+            print(f"      collection {name}: measured {m['per_1000']:.1f}/1000 "
+                  f"[{m['interval'][0]:.1f}, {m['interval'][1]:.1f}] of {c['negatives']}; "
+                  f"promised {promised_text(c['promised'])}")
 
 
 def add_set_arguments(parser: argparse.ArgumentParser) -> None:

@@ -24,16 +24,22 @@
    precision target is met by the largest false-alert rate whose thresholds keep calibration
    precision at the target.
 4. Collections: in a catalogue of several collections, each pooled cell also gets a cut per
-   collection of the listing's best candidate, set on the negatives whose best candidate is
-   in it and never below the pooled cut (the higher of the two). A collection photographed
-   unlike the rest (another museum's studio, another kind of object) has negatives that reach
-   other scores than the majority's, which dominate the pooled cell; with its own cut its
-   promise holds for it, and the pooled promise still holds over all listings. A collection
-   needs `MIN_COLLECTION_NEGATIVES` negative listings in a cell for a cut of its own there;
-   with fewer, the cut would be the highest of a handful of scores, whose realised rate is
-   anywhere in Beta(1, n), and the precision targets' search would trade it for looser pooled
-   cuts (measured on the test suite's 27-object catalogue: a collection cell set on 8
-   negatives alerted 3 of 8 new ones), so it keeps the pooled cut.
+   collection of the listing's best candidate (`1/catalogue@Coins`). A collection
+   photographed unlike the rest (another museum's studio, another kind of object) has
+   negatives that reach other scores than the majority's, which dominate the pooled cells;
+   with its own cuts its promise holds for it, and the pooled promise still holds over all
+   listings. Its cuts sit at one depth into every pooled cell's tail (`collection_level`: a
+   conformal p-value within the pooled cell, thresholded on the collection's negatives of
+   every size and look, Mondrian conformal by collection), never below the pooled cut, and its
+   promise counts all its negatives. A collection needs `MIN_COLLECTION_NEGATIVES` negative
+   listings for cuts of its own; with fewer, its cut would rest on the highest of a handful of
+   scores, whose realised rate is anywhere in Beta(1, n), and the precision targets' search
+   would trade it for looser pooled cuts (measured on the test suite's 27-object catalogue: a
+   collection cell set on 8 negatives alerted 3 of 8 new ones), so it keeps the pooled cuts.
+   (Cuts per cell, each set on the collection's negatives in that cell alone, left a
+   collection of 37 objects with under 20 in every cell, on the pooled cuts: in a
+   museum-sized COIL-100 run, one-photo listings decided by pooled cells alerted 323 per
+   1,000 against 66 promised; docs/recognition.md.)
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ from training.crossfit import QuerySet
 from training.views import PHONE, REUSE, STUDIO, TWIN
 
 MAX_LISTING = 8
-MIN_COLLECTION_NEGATIVES = 20  # a cell of its own can at least promise 1/21, under 5%
+MIN_COLLECTION_NEGATIVES = 20  # cuts of its own can at least promise 1/21, under 5%
 INTERVAL = (0.025, 0.975)
 
 
@@ -313,15 +319,19 @@ def conformal_threshold(negatives: np.ndarray, alpha: float) -> tuple[float, int
     promise 1 / (n + 1)).
     """
     s = np.sort(np.asarray(negatives, np.float64))[::-1]
+    cut = _cut_of_sorted(s, alpha)
+    return cut, int((s >= cut).sum())
+
+
+def _cut_of_sorted(s: np.ndarray, alpha: float) -> float:
+    """`conformal_threshold`'s cut on negatives `s` sorted highest first."""
     n = len(s)
     if n == 0:
-        return float("inf"), 0
-    k = int(np.floor(alpha * (n + 1) - 1))
-    k = max(0, min(k, n))
+        return float("inf")
+    k = max(0, min(int(np.floor(alpha * (n + 1) - 1)), n))
     # Alert iff score >= threshold; strictly above the (k+1)-th highest negative, so that at
     # most k calibration negatives are at or above it.
-    cut = float(np.nextafter(s[k], np.inf)) if k < n else float(s[-1])
-    return cut, int((s >= cut).sum())
+    return float(np.nextafter(s[k], np.inf)) if k < n else float(s[-1])
 
 
 def promise(k: int, n: int) -> dict:
@@ -364,24 +374,56 @@ def evaluate_point(cuts: dict[str, float], scores: np.ndarray, which: np.ndarray
 def thresholds_at(alpha: float, scores: np.ndarray, listings: Listings) -> tuple[dict, dict]:
     """Per-cell cuts for false-alert rate `alpha` and each cell's promise: the pooled cells,
     and with collections each collection's own within them (module docstring, 4)."""
-    cuts, promises = {}, {}
+    cuts, promises, tails = {}, {}, {}
     negative = listings.label < 0
-    names = (sorted(set(listings.collection[negative].tolist()) - {""})
-             if listings.collection is not None else [])
     for b in cell_keys(listings):
         in_cell = negative & (listings.bucket == b)
         if not in_cell.any():
             continue
-        cuts[b], k = conformal_threshold(scores[in_cell], alpha)
+        tails[b] = np.sort(scores[in_cell])[::-1]
+        cuts[b], k = conformal_threshold(tails[b], alpha)
         promises[b] = promise(k, int(in_cell.sum()))
-        for name in names:
-            neg = scores[in_cell & (listings.collection == name)]
-            if len(neg) < MIN_COLLECTION_NEGATIVES:
-                continue
-            cut = max(cuts[b], conformal_threshold(neg, alpha)[0])
-            cuts[collection_cell(b, name)] = cut
-            promises[collection_cell(b, name)] = promise(int((neg >= cut).sum()), len(neg))
+    if listings.collection is None:
+        return cuts, promises
+    for name in sorted(set(listings.collection[negative].tolist()) - {""}):
+        own = negative & (listings.collection == name)
+        if own.sum() < MIN_COLLECTION_NEGATIVES:
+            continue
+        level, k = collection_level(alpha, tails, scores[own], listings.bucket[own])
+        for b, tail in tails.items():
+            cuts[collection_cell(b, name)] = max(cuts[b], _cut_of_sorted(tail, level))
+            promises[collection_cell(b, name)] = promise(k, int(own.sum()))
     return cuts, promises
+
+
+def collection_level(alpha: float, tails: dict[str, np.ndarray], scores: np.ndarray,
+                     cells: np.ndarray) -> tuple[float, int]:
+    """(level, k): how far into every pooled cell's tail one collection's cuts go.
+
+    A collection's cut in pooled cell b is the pooled cut at level `level` <= `alpha`
+    (`_cut_of_sorted(tails[b], level)`): the same conformal p-value in every cell (Mondrian
+    conformal by collection on the pooled cells' p-values), the largest level at which k of
+    the collection's n negative listings (`scores`, in `cells`) alert with
+    (k + 1) / (n + 1) <= alpha, or level 0 (just above each cell's highest negative) where
+    none does. One level per collection, set on its negatives of every size and look, so a
+    collection of a few dozen objects gets cuts of its own in every cell. A cell where it had
+    no negatives takes the same depth, which is at least the pooled cut but promises nothing
+    more: nothing there showed how its look-alikes score. Shapes: `scores`, `cells` (n,).
+    """
+    allowed = int(np.floor(alpha * (len(scores) + 1) - 1))
+
+    def alerts(level: float) -> int:
+        return sum(int((scores[cells == b] >= _cut_of_sorted(tail, level)).sum())
+                   for b, tail in tails.items())
+
+    lo, hi = 0.0, float(alpha)
+    if allowed >= 0 and alerts(hi) <= allowed:
+        lo = hi
+    elif allowed >= 0:
+        for _ in range(40):  # alerts(level) is a non-decreasing step function
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if alerts(mid) <= allowed else (lo, mid)
+    return lo, alerts(lo)
 
 
 ALPHAS = np.unique(np.concatenate([np.geomspace(1e-4, 0.3, 60), [0.001, 0.005, 0.01, 0.05]]))

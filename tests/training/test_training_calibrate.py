@@ -126,6 +126,51 @@ def test_a_collection_unlike_the_majority_gets_a_cut_whose_promise_holds_for_it(
     assert measured["false_alerts_per_1000"] <= promises["1/catalogue"]["per_1000"] * 1.2
 
 
+CELLS = ("1/catalogue", "2/catalogue", "3-4/catalogue", "5-8/catalogue")
+
+
+def _negatives_in_cells(rng: np.random.Generator, majority: int, minority: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores, cells and collections of negative listings of four sizes (bigger listings
+    score higher): a majority scoring low, a minority of look-alikes scoring high, both
+    spread evenly over the sizes."""
+    cells = np.array([CELLS[i % 4] for i in range(majority + minority)])
+    size = np.array([i % 4 for i in range(majority + minority)]) * 0.05
+    scores = np.concatenate([rng.uniform(0.0, 0.5, majority), rng.uniform(0.3, 0.9, minority)])
+    names = np.array(["museum"] * majority + ["coil"] * minority, dtype=object)
+    return scores + size, cells, names
+
+
+def test_a_small_collection_spread_over_the_sizes_gets_cuts_whose_promise_holds() -> None:
+    """A collection with under `MIN_COLLECTION_NEGATIVES` negatives in every cell but more in
+    all gets cuts of its own in every cell, at one depth into the pooled cells' tails, and its
+    promise, counted over all its negatives, holds on new ones where the pooled cuts' breaks.
+    A cell where it had no negative gets a cut at the same depth, never below the pooled."""
+    rng = np.random.default_rng(11)
+    minority = 4 * (MIN_COLLECTION_NEGATIVES - 1)  # 19 per cell, 76 in all
+    scores, cells, names = _negatives_in_cells(rng, 8000, minority)
+    missing = (cells == CELLS[3]) & (names == "coil")  # none of the minority's in 5-8
+    scores, cells, names = scores[~missing], cells[~missing], names[~missing]
+    plain = Listings([np.array([i]) for i in range(len(scores))], np.full(len(scores), -1),
+                     cells)
+    listings = with_collections(plain, np.array([n == "coil" for n in names], int),
+                                ["museum", "coil"])
+    alpha = 0.05
+    cuts, promises = thresholds_at(alpha, scores, listings)
+    for cell in CELLS[:3]:
+        assert cuts[f"{cell}@coil"] > cuts[cell] == cuts[f"{cell}@museum"]
+    assert cuts[f"{CELLS[3]}@coil"] >= cuts[CELLS[3]]
+    assert promises[f"{CELLS[0]}@coil"]["negatives"] == int((names == "coil").sum())
+    assert promises[f"{CELLS[0]}@coil"]["per_1000"] <= 1000 * alpha
+    fresh, fresh_cells, fresh_names = _negatives_in_cells(np.random.default_rng(12),
+                                                          80000, 8000)
+    coil = (fresh_names == "coil") & (fresh_cells != CELLS[3])  # as calibration saw it
+    pooled = np.array([cuts[c] for c in fresh_cells])
+    own = np.array([cuts[f"{c}@coil"] for c in fresh_cells])
+    assert np.mean(fresh[coil] >= pooled[coil]) > 4 * alpha  # the pooled promise breaks
+    assert np.mean(fresh[coil] >= own[coil]) <= 1.5 * alpha  # its own holds
+
+
 def test_phone_views_and_hash_twins_never_set_a_promise() -> None:
     """They teach the photo score only: no simulated listing, positive or negative, holds
     one, so an easy phone-view negative cannot loosen a marketplace threshold."""
