@@ -688,14 +688,12 @@ def print_set(name: str, r: dict) -> None:
               f"{row['promised_per_1000']:.1f} "
               f"({row['positives']} positive, {row['negatives']} negative listings)")
         for b, v in row["by_size"].items():
-            lo, hi = v["interval"] or (None, None)
-            promised = v["promised_per_1000"]
             m = v["measured"]
+            promised = {"per_1000": v["promised_per_1000"], "interval": v["interval"]}
             print(f"      {b} photo(s): measured {m['per_1000']:.1f}/1000 "
                   f"[{m['interval'][0]:.1f}, {m['interval'][1]:.1f}] of "
-                  f"{v['negatives']}; promised "
-                  + (f"{promised:.1f} [{lo:.1f}, {hi:.1f}]" if promised is not None else "-")
-                  + f"; recall {v['recall']:.3f} of {v['positives']}")
+                  f"{v['negatives']}; promised {promised_text(promised)}"
+                  f"; recall {v['recall']:.3f} of {v['positives']}")
         for name, c in row["by_collection"].items():
             m = c["measured"]
             print(f"      collection {name}: measured {m['per_1000']:.1f}/1000 "

@@ -390,9 +390,10 @@ def thresholds_at(alpha: float, scores: np.ndarray, listings: Listings) -> tuple
         if own.sum() < MIN_COLLECTION_NEGATIVES:
             continue
         level, k = collection_level(alpha, tails, scores[own], listings.bucket[own])
+        promised = promise(k, int(own.sum()))
         for b, tail in tails.items():
             cuts[collection_cell(b, name)] = max(cuts[b], _cut_of_sorted(tail, level))
-            promises[collection_cell(b, name)] = promise(k, int(own.sum()))
+            promises[collection_cell(b, name)] = promised
     return cuts, promises
 
 
@@ -411,9 +412,10 @@ def collection_level(alpha: float, tails: dict[str, np.ndarray], scores: np.ndar
     more: nothing there showed how its look-alikes score. Shapes: `scores`, `cells` (n,).
     """
     allowed = int(np.floor(alpha * (len(scores) + 1) - 1))
+    in_cell = {b: scores[cells == b] for b in tails}
 
     def alerts(level: float) -> int:
-        return sum(int((scores[cells == b] >= _cut_of_sorted(tail, level)).sum())
+        return sum(int((in_cell[b] >= _cut_of_sorted(tail, level)).sum())
                    for b, tail in tails.items())
 
     lo, hi = 0.0, float(alpha)
