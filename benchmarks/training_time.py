@@ -9,11 +9,11 @@ the demo's renderer (`artwatch.demo`: museum photography of procedurally built o
 rendered once into `--workdir` (about 10 minutes on 2 cores; kept for the next run) and not
 timed. Then the recipe runs exactly as `artwatch train` runs it (`training.deploy.train_deploy`
 with its defaults: frozen EfficientNet-Lite0, up to 4 synthetic listing views per photo within
-the 20,000-image budget (2 for this catalogue), a re-used copy and a hash twin for 1,500 of the
-photos, 4 cross-fitted worlds, RootSIFT local features, 240 generated distractor photos, plots),
-and the script prints
-the wall time of every step as the recipe logs it, the total, and the out-of-fold figures the
-recipe itself reports beside the pretrained kNN of the same photos.
+the 20,000-image budget (2 for this catalogue), a re-used copy, a hash twin and a colour variant
+for 1,500 of the photos, 4 cross-fitted worlds, RootSIFT local features, 240 generated distractor
+photos, plots), and the script prints the wall time of every step as the recipe logs it, the
+total, and the out-of-fold figures the recipe itself reports beside the pretrained kNN of the
+same photos.
 
 The target (recognition issue): under 30 minutes on 2 CPU cores. `--workers` is the recipe's
 process count for its CPU work (rendering views, local features, distractors; the catalogue's

@@ -27,6 +27,7 @@ from matcher.evidence import GLOBAL_FEATURES, VERIFY_FEATURES
 from matcher.scoring import PHOTO_MODELS
 from training.calibrate import PhotoScores, fit_photo_scores
 from training.crossfit import QuerySet
+from training.views import VARIANT
 
 FA_RATE = 0.01
 # Variant name -> (global features, verification features; none: no verification at all).
@@ -121,10 +122,20 @@ def evidence_ablation(qs: QuerySet, *, local: bool = True, folds: int = 5,
 
 def open_set_total(qs: QuerySet, probs: np.ndarray) -> float:
     """Correct and accepted at `FA_RATE`, studio plus listing-style out-of-fold queries: the
-    open-set figure a reviewer's workload depends on, for choosing between photo scores."""
+    open-set figure a reviewer's workload depends on, for choosing between photo scores.
+
+    Here the colour variants (`training.views.VARIANT`) count among both kinds' negatives:
+    an object of a catalogued shape in another colour is a false alert the choice must see,
+    or a score that cannot tell it from the catalogued one would win wherever the real
+    negatives differ in shape anyway."""
     first, best = _first_and_best(qs, probs)
-    return float(sum(open_set_row(qs.label, first, best, *_masks(qs, kind)).get(
-        "correct_accepted", 0.0) for kind in KINDS))
+    variant = qs.kind == VARIANT
+    total = 0.0
+    for kind in KINDS:
+        positive, negative = _masks(qs, kind)
+        total += open_set_row(qs.label, first, best, positive, negative | variant).get(
+            "correct_accepted", 0.0)
+    return float(total)
 
 
 @dataclass(frozen=True)

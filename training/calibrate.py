@@ -70,7 +70,7 @@ from matcher.scoring import (
     verification_targets,
 )
 from training.crossfit import QuerySet
-from training.views import PHONE, REUSE, STUDIO, TWIN
+from training.views import PHONE, REUSE, STUDIO, TWIN, VARIANT
 
 MAX_LISTING = 8
 MIN_COLLECTION_NEGATIVES = 20  # cuts of its own can at least promise 1/21, under 5%
@@ -113,10 +113,17 @@ def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERI
     one out of fold). `monotone`: the trees keep `monotone_rules` (a bundle's always do;
     False frees every feature, to measure what the rules cost or save,
     `benchmarks/photo_score_models.py`). Raises ValueError for another model name.
+
+    Colour variants (`training.views.VARIANT`) teach only a verified model that sees the
+    colour gap: to the global model, or to one without the gap, a variant is its object's own
+    photo labelled wrong, and learning from it would only lower every close match. They are
+    still scored.
     """
     if verified_model not in PHOTO_MODELS:
         raise ValueError(f"verified model {verified_model!r}: expected one of {PHOTO_MODELS}")
     valid = qs.candidates.objects >= 0
+    colour_taught = use_local and "colour_gap" in verification
+    teaching = valid & (qs.kind != VARIANT)[:, None]  # the global model's rows
     verified_col = qs.candidates.features[..., FEATURES.index("verified")] > 0
     names_v = [*features, "verified", *verification]
     groups = _groups(qs)
@@ -128,20 +135,23 @@ def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERI
     for train, _ in splitter.split(np.zeros(len(groups)), groups=groups):
         tr = np.zeros(len(groups), bool)
         tr[train] = True
-        spec = _fit_models(qs, valid & tr[:, None], verified_col & tr[:, None], features,
-                           names_v, verify_floor, use_local, verified_model, monotone)
+        spec = _fit_models(qs, teaching & tr[:, None], verified_col & tr[:, None], features,
+                           names_v, verify_floor, use_local, verified_model, monotone,
+                           (valid if colour_taught else teaching) & tr[:, None])
         p, v = _score(spec, qs, np.flatnonzero(~tr))
         p_oof[~tr] = p
         v_oof[~tr] = v
-    spec = _fit_models(qs, valid, verified_col, features, names_v, verify_floor, use_local,
-                       verified_model, monotone)
+    spec = _fit_models(qs, teaching, verified_col, features, names_v, verify_floor, use_local,
+                       verified_model, monotone, valid if colour_taught else teaching)
     return PhotoScores(spec, np.where(valid, p_oof, 0.0), v_oof & valid)
 
 
 def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray,
                 features: Sequence[str], names_v: list[str], verify_floor: float,
                 use_local: bool, verified_model: str = "logistic",
-                monotone: bool = True) -> dict:
+                monotone: bool = True, verified_teaching: np.ndarray | None = None) -> dict:
+    """The global model fitted on `rows`, the verified model on the rows of
+    `verified_teaching` (default `rows`) that have verification and pass the gate."""
     x, y = _rows(qs, features, rows)
     spec: dict = {"global": fit_logistic(x, y, features), "verify_floor": verify_floor}
     if use_local:
@@ -153,7 +163,7 @@ def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray,
         for qi, ci in verification_targets(spec, qs.candidates.objects, p_global,
                                            qs.candidates.features, qs.local_candidates):
             gate[qi, ci] = True
-        use = rows & verified_rows & gate
+        use = (rows if verified_teaching is None else verified_teaching) & verified_rows & gate
         xv, yv = _rows(qs, names_v, use)
         if len(np.unique(yv)) == 2 and yv.sum() >= 5:
             rules = monotone_rules(names_v) if monotone else {}
@@ -210,8 +220,9 @@ def simulate_listings(qs: QuerySet, seed: int, positives_per_pool: int = 2) -> L
         lambda: defaultdict(list))
     groups = _groups(qs)
     for i in range(len(qs.label)):
-        if qs.kind[i] in (TWIN, PHONE):  # they teach the photo score, never promise: hash
-            # twins are not listings, and a phone view (the object small on a busy surface) is
+        if qs.kind[i] in (TWIN, VARIANT, PHONE):  # they teach the photo score, never
+            # promise: hash twins and colour variants are made-up objects whose share of real
+            # listings nobody knows, and a phone view (the object small on a busy surface) is
             # an easy negative whose low scores would loosen every marketplace threshold
             continue
         if qs.positive[i]:

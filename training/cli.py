@@ -108,8 +108,9 @@ def train(
         20_000, min=1, help="[deploy] most images through the backbone for the views; a larger "
         "catalogue gets fewer views per photo (not below 2)"),
     reuse_examples: int = typer.Option(
-        1_500, min=0, help="[deploy] most photos given a re-used copy and a hash twin "
-        "(photo-reuse evidence's examples; a seeded choice above)"),
+        1_500, min=0, help="[deploy] most photos given a re-used copy, a hash twin and a "
+        "colour variant (the photo score's examples of photo re-use and of colour; a seeded "
+        "choice above)"),
     folds: int = typer.Option(4, min=3, help="[deploy] cross-fitting worlds"),
     distractors: int = typer.Option(
         240, min=20, help="[deploy] ordinary-listing photos: stored listings when the database "

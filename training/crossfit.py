@@ -16,7 +16,13 @@ the queries are
   `reuse` of a photo the catalogue has: the "same photo, re-photographed or re-used" case,
   each photo in one world only; the query views are never whitening training data), and
   their hash twins (`twin`: another picture with the same perceptual hash, a negative);
-  re-used copies and twins exist for the photos `training.views.reuse_examples` picks;
+* the colour variants of the left-out photos (`variant`: the photo with its hues turned, an
+  object of the same shape in another colour; a negative, never a promise's), where the
+  variant differs in colour (`training.views.VARIANT_MIN_GAP`). Left out, the photo's object
+  keeps its other photos as references, so the variant meets what a real colour variant
+  does: the catalogued object's other views, close in shape, far in colour;
+  re-used copies, twins and variants exist for the photos `training.views.reuse_examples`
+  picks;
 * a share of the distractor photos (ordinary listings), negatives in exactly one world.
 
 `world_evidence` computes every query's candidate objects and evidence rows
@@ -53,7 +59,7 @@ from matcher.verify import FEATURE_NAMES as VERIFY_FEATURES
 from matcher.verify import LocalFeatures, verify
 from matcher.vlad import encode_all, fit_codebook
 from training.catalogue import Photo
-from training.views import REUSE, STUDIO, TWIN, QueryImage, ViewSet
+from training.views import REUSE, STUDIO, TWIN, VARIANT, QueryImage, ViewSet
 from training.whitening import default_dim, default_shrink, fit_whitening
 
 DISTRACTOR = "distractor"
@@ -329,10 +335,13 @@ def _world_queries(
                 add(served[i, 1 + j], views.views[i, j], i, images[1 + j].kind, images[1 + j],
                     f"{i}:listing:{j}")
             if views.has_examples(i):
-                add(served[i, -2], views.reuse[i], i, REUSE, images[-2], f"{i}:reuse")
+                add(served[i, -3], views.reuse[i], i, REUSE, images[-3], f"{i}:reuse")
+        if out[i] and views.has_variant(i):  # another object of the same shape: no object
+            add(served[i, -1], views.variant[i], i, VARIANT, images[-1], f"{i}:variant",
+                label=-1)
         if same[i] and views.has_examples(i):  # a different picture with this reference
             # photo's hash: no object
-            add(served[i, -1], views.twin[i], i, TWIN, images[-1], f"{i}:twin", label=-1)
+            add(served[i, -2], views.twin[i], i, TWIN, images[-2], f"{i}:twin", label=-1)
     for d in range(world, len(distractors.queries), plan.k):
         add(distractors.queries[d], distractors.whole[d], -1, DISTRACTOR,
             distractors.query_images[d], f"d:{d}")

@@ -84,6 +84,7 @@ from training.views import (
     REUSE_EXAMPLES,
     STUDIO,
     TWIN,
+    VARIANT,
     QueryImage,
     ViewSet,
     backbone_images,
@@ -111,7 +112,8 @@ class DeployRequest:
     views: int = 4  # synthetic listing photos per catalogue photo (at most; see image_budget)
     query_views: int = 2  # of which out-of-fold listing-style queries
     image_budget: int = 20_000  # images through the backbone for the views step, at most
-    reuse_examples: int = REUSE_EXAMPLES  # photos with a re-used copy and a hash twin, at most
+    reuse_examples: int = REUSE_EXAMPLES  # photos with a re-used copy, a hash twin and a
+    # colour variant, at most
     folds: int = 4
     shrink: float | None = None  # within-object shrinkage; None: `whitening.default_shrink`
     dim_cap: int = 256  # largest embedding (`training.whitening.default_dim`: 128 to 256)
@@ -188,7 +190,7 @@ def distractor_set(images: Sequence, backbone: torch.nn.Module, preprocess: Prep
 def crop_sentence(views: ViewSet) -> str:
     """Which query images were embedded from an object crop, by kind (for the log)."""
     parts = []
-    for kind in (STUDIO, LISTING, PHONE, REUSE, TWIN):
+    for kind in (STUDIO, LISTING, PHONE, REUSE, TWIN, VARIANT):
         hits = [bool(views.cropped[i, k]) for i, images in enumerate(views.queries)
                 for k, image in enumerate(images) if image.kind == kind]
         if hits:
@@ -298,11 +300,12 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
             f"(at most {req.image_budget:,} images through the backbone)")
     examples = reuse_examples([p.key for p in photos], req.seed, req.reuse_examples)
     if not examples.all():
-        log(f"{len(photos)} photos: a re-used copy and a hash twin for {int(examples.sum()):,} "
-            f"of them (at most {req.reuse_examples:,})")
+        log(f"{len(photos)} photos: a re-used copy, a hash twin and a colour variant for "
+            f"{int(examples.sum()):,} of them (at most {req.reuse_examples:,})")
     with _progress(req.progress) as progress:
         task = progress.add_task(
-            f"photos: original + {n_views} listing views + re-used copy + hash twin",
+            f"photos: original + {n_views} listing views + re-used copy + hash twin + "
+            "colour variant",
             total=len(photos))
         views = render_views(
             photos, model.backbone, preprocess, n_views=n_views, query_views=query_views,
@@ -312,7 +315,8 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     timings["views_s"] = time.perf_counter() - t0
     passed = backbone_images(n_views, examples)
     log(f"{len(photos)} photos of {len(objects)} objects: {passed} images through the backbone "
-        f"in {timings['views_s']:.0f}s")
+        f"in {timings['views_s']:.0f}s; {int(views.coloured.sum()):,} of "
+        f"{int(examples.sum()):,} colour variants differ in colour (negative queries)")
     if req.query_crop:
         log(f"object crops (matcher.crop): {crop_sentence(views)}")
 

@@ -15,11 +15,21 @@ For each catalogue photo:
   re-saved), the positive example of photo re-use;
 * one hash twin (`hash_twin`: its coarse layout with another object's detail, a different
   picture with the same perceptual hash), the negative example of photo re-use: museum photos
-  of different objects on one plain backdrop collide on a hash.
+  of different objects on one plain backdrop collide on a hash;
+* one colour variant (`colour_variant`: its hues turned by 90-270 degrees, half the time
+  re-photographed as a listing view), the negative example of colour: an object of the same
+  shape in another colour (a second glaze, another casting). Without it no out-of-fold
+  negative is both as close as the object's own photos and unlike them in colour (a
+  catalogued pair of colour variants only ever stand in for each other when both are
+  catalogued), and the photo score barely weighs the colour gap: on COIL-100 an uncatalogued
+  blue torus alerted on its red twin in all 24 of its listings (docs/recognition.md). Only a
+  photo whose variant differs from it in colour (`VARIANT_MIN_GAP`) is such a query: turning
+  the hue of a grey object changes nothing, and that "negative" would be a positive.
 
   The re-use examples are made for the photos `examples` picks (`reuse_examples`: all of a
   catalogue up to `REUSE_EXAMPLES` photos, a seeded choice of that many above): they are a
-  third of the views step's work and teach one kind of evidence. On the 3,740-photo benchmark
+  third of the views step's work and teach one kind of evidence (the colour variant goes
+  with them). On the 3,740-photo benchmark
   catalogue on an AVX2-only CPU the cap saved 7.6 of 34.0 minutes and cost 1-3 points of
   out-of-fold correct-and-accepted (docs/recognition.md).
 
@@ -54,6 +64,7 @@ from PIL import Image
 from artwatch.demo.catalogue import pool_context, worker_init
 from artwatch.demo.marketplace import (
     MarketplaceConfig,
+    colour_variant,
     hash_twin,
     reuse_copy,
     simulate_listing_photo,
@@ -62,12 +73,20 @@ from artwatch.images.decode import perceptual_hash_pair
 from matcher.compiled import BackboneForward, compile_wanted
 from matcher.crop import cropped_features
 from matcher.preprocess import Preprocess
-from matcher.verify import QUERY_SIDE, LocalFeatures, extract_both, extract_query
+from matcher.verify import (
+    QUERY_SIDE,
+    LocalFeatures,
+    colour_gap,
+    colour_signature,
+    extract_both,
+    extract_query,
+)
 from training.catalogue import Photo
 
 # Query image kinds, in the order `ViewSet.queries[i]` lists them (a phone view is a listing
 # view of kind PHONE: it teaches the photo score, it never sets a promise, `training.calibrate`).
-STUDIO, LISTING, PHONE, REUSE, TWIN = "studio", "listing", "phone", "reuse", "twin"
+STUDIO, LISTING, PHONE, REUSE, TWIN, VARIANT = (
+    "studio", "listing", "phone", "reuse", "twin", "variant")
 
 # A phone photo of a small object on a busy surface: what a flat object (coin, tablet, print)
 # looks like in many listings. The object is 12-35% of the photo's height, so a global
@@ -76,13 +95,17 @@ PHONE_PHOTO = MarketplaceConfig(backgrounds=("clutter", "tabletop", "wood", "clo
                                 object_height=(0.12, 0.35), rotation_deg=20.0, perspective=0.12)
 PHONE_SHARE = 0.25  # of the listing-style query views
 REUSE_EXAMPLES = 1_500  # photos with a re-used copy and a hash twin, at most (`reuse_examples`)
+# A colour variant is a query only where its colour signature is at least this far from the
+# photo's (`matcher.verify.colour_gap`, 0-1): a one-hue object turned 90 degrees or more is
+# near 1, a grey one 0 (nothing turned), a many-coloured one in between.
+VARIANT_MIN_GAP = 0.5
 
 
 @dataclass
 class QueryImage:
     """One out-of-fold query image of a catalogue photo: what it is and its cheap evidence."""
 
-    kind: str  # studio | listing | phone | reuse | twin
+    kind: str  # studio | listing | phone | reuse | twin | variant
     phash: int
     phash_mirror: int
     local: LocalFeatures | None
@@ -92,18 +115,20 @@ class QueryImage:
 class ViewSet:
     """Pooled backbone features of every catalogue photo and its synthetic images.
 
-    `originals` (n x d), `views` (n x n_views x d), `reuse` and `twin` (n x d): float32, not
-    normalised. `queries[i]` describes photo i's query images: the original, the first
-    `query_views` listing views, and where `examples[i]` the re-used copy and the hash twin
-    (features: originals[i], views[i, j], reuse[i], twin[i]; zeros for a photo without
-    re-use examples). `phone[i]`: the view of photo i that is a phone view (`phone_slot`), -1
-    for none.
+    `originals` (n x d), `views` (n x n_views x d), `reuse`, `twin` and `variant` (n x d):
+    float32, not normalised. `queries[i]` describes photo i's query images: the original, the
+    first `query_views` listing views, and where `examples[i]` the re-used copy, the hash twin
+    and the colour variant (features: originals[i], views[i, j], reuse[i], twin[i],
+    variant[i]; zeros for a photo without re-use examples). `phone[i]`: the view of photo i
+    that is a phone view (`phone_slot`), -1 for none. `coloured[i]`: photo i's colour variant
+    differs from it in colour (`VARIANT_MIN_GAP`), so it is a negative query.
     """
 
     originals: np.ndarray
     views: np.ndarray
     reuse: np.ndarray
     twin: np.ndarray
+    variant: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), np.float32))
     queries: list[list[QueryImage]] = field(default_factory=list)
     reference_local: list[LocalFeatures | None] = field(default_factory=list)
     phone: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -113,11 +138,17 @@ class ViewSet:
     cropped: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
     # (n,) bool: photos with a re-used copy and a hash twin (`reuse_examples`); empty: all.
     examples: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    coloured: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def has_examples(self, i: int) -> bool:
-        """Whether photo i has a re-used copy and a hash twin (rows -2 and -1 of its
-        `queried`, the last two of `queries[i]`)."""
+        """Whether photo i has a re-used copy, a hash twin and a colour variant (rows -3, -2
+        and -1 of its `queried`, the last three of `queries[i]`)."""
         return len(self.examples) != len(self.originals) or bool(self.examples[i])
+
+    def has_variant(self, i: int) -> bool:
+        """Whether photo i's colour variant is a negative query (`coloured`)."""
+        return (self.has_examples(i) and len(self.coloured) == len(self.originals)
+                and bool(self.coloured[i]))
 
     def whitening_rows(self, j: int) -> np.ndarray:
         """(n,) bool: photos whose view j may train a whitening. A phone view never does: it is
@@ -161,9 +192,25 @@ def reuse_examples(keys: Sequence[str], seed: int, limit: int = REUSE_EXAMPLES) 
 def backbone_images(n_views: int, examples: np.ndarray) -> int:
     """Images the views step passes through the backbone for photos with `examples` ((n,)
     bool, `reuse_examples`): each photo's original and `n_views` listing views, and a re-used
-    copy and a hash twin where it has examples (not counting the crops' second passes). It
-    decides whether the backbone is compiled (`matcher.compiled`) and is what training logs."""
-    return int(len(examples) * (n_views + 1) + 2 * np.count_nonzero(examples))
+    copy, a hash twin and a colour variant where it has examples (not counting the crops'
+    second passes). It decides whether the backbone is compiled (`matcher.compiled`) and is
+    what training logs."""
+    return int(len(examples) * (n_views + 1) + EXAMPLE_IMAGES * np.count_nonzero(examples))
+
+
+EXAMPLE_IMAGES = 3  # re-used copy, hash twin, colour variant
+
+
+def variant_view(image: Image.Image, rng: np.random.Generator,
+                 size: int) -> tuple[Image.Image, bool]:
+    """A colour variant of `image` (`colour_variant`), half the time re-photographed as a
+    listing view of `size` pixels, and whether it differs from `image` in colour
+    (`VARIANT_MIN_GAP`, measured on the two studio photos)."""
+    turned = colour_variant(image, rng)
+    coloured = colour_gap(colour_signature(image), colour_signature(turned)) >= VARIANT_MIN_GAP
+    if rng.random() < 0.5:
+        turned = listing_view(turned, rng, size)
+    return turned, coloured
 
 
 def _simulated(image: Image.Image, rng: np.random.Generator, size: int, max_source: int,
@@ -221,9 +268,10 @@ _preprocess: Preprocess | None = None
 
 
 # index, model inputs, query images' evidence, the reference's local features, the phone
-# slot, and the query images themselves (what their object crop is cut from).
+# slot, the query images themselves (what their object crop is cut from), and whether the
+# colour variant differs in colour.
 _Rendered = tuple[int, np.ndarray, list[QueryImage], LocalFeatures | None, int,
-                  list[Image.Image]]
+                  list[Image.Image], bool]
 
 
 def _partner(index: int) -> Photo:
@@ -239,8 +287,8 @@ def _partner(index: int) -> Photo:
 
 
 def _render(args: tuple[int, _Job, bool]) -> _Rendered:
-    """Worker: pixels of [original, views..., reuse copy, twin] (the last two where
-    `examples`) and the query images' evidence."""
+    """Worker: pixels of [original, views..., reuse copy, twin, colour variant] (the last
+    three where `examples`) and the query images' evidence."""
     index, job, examples = args
     photo = _photos[index]
     assert _preprocess is not None
@@ -255,10 +303,14 @@ def _render(args: tuple[int, _Job, bool]) -> _Rendered:
     kinds = [(STUDIO, images[0])]
     kinds += [(PHONE if j == phone else LISTING, images[1 + j])
               for j in range(min(job.query_views, job.n_views))]
+    coloured = False
     if examples:
         images.append(reuse_copy(original, photo_seed(job.seed, photo.key, 10_000)))
         images.append(hash_twin(original, _partner(index).load()))
-        kinds += [(REUSE, images[-2]), (TWIN, images[-1])]
+        variant, coloured = variant_view(original, photo_seed(job.seed, photo.key, 40_000),
+                                         job.view_size)
+        images.append(variant)
+        kinds += [(REUSE, images[-3]), (TWIN, images[-2]), (VARIANT, images[-1])]
     pixels = np.stack([_preprocess.fit(im) for im in images])
     # The original is a query and the reference photo: both its local features at once.
     original_query, reference_local = extract_both(original) if job.local else (None, None)
@@ -270,7 +322,8 @@ def _render(args: tuple[int, _Job, bool]) -> _Rendered:
             local = original_query if im is original else extract_query(im)
         queries.append(QueryImage(kind, h, m, local))
     sources = [im for _, im in kinds] if job.crop else []
-    return index, pixels, queries, reference_local, -1 if phone is None else phone, sources
+    return (index, pixels, queries, reference_local, -1 if phone is None else phone, sources,
+            coloured)
 
 
 def _input(pixels: np.ndarray, preprocess: Preprocess, device: torch.device) -> torch.Tensor:
@@ -342,24 +395,25 @@ def render_views(
     progress: Callable[[int], None] | None = None,
 ) -> ViewSet:
     """Features of every photo's original, `n_views` listing views, and (where `examples`,
-    (n,) bool, default all) its re-used copy and hash twin; `crop`: the query images' served
-    features from their object crops (`matcher.crop`)."""
+    (n,) bool, default all) its re-used copy, hash twin and colour variant; `crop`: the query
+    images' served features from their object crops (`matcher.crop`)."""
     global _photos, _preprocess
     n = len(photos)
     examples = np.ones(n, bool) if examples is None else np.asarray(examples, bool)
     if examples.shape != (n,):
         raise ValueError(f"examples: shape {examples.shape}, expected ({n},)")
-    per_photo = n_views + 3
+    per_photo = n_views + 1 + EXAMPLE_IMAGES
     q_views = min(query_views, n_views)
     # Rows of a photo's stack that are query images, in `queries[i]` order; a photo without
     # re-use examples has the first 1 + q_views of them.
-    query_rows = [0, *range(1, 1 + q_views), per_photo - 2, per_photo - 1]
+    query_rows = [0, *range(1, 1 + q_views), *range(per_photo - EXAMPLE_IMAGES, per_photo)]
     out: np.ndarray | None = None
     queried: np.ndarray | None = None
     cropped = np.zeros((n, len(query_rows)), bool)
     queries: list[list[QueryImage]] = [[] for _ in range(n)]
     reference_local: list[LocalFeatures | None] = [None] * n
     phone = np.full(n, -1, np.int64)
+    coloured = np.zeros(n, bool)
     job = _Job(seed, n_views, query_views, int(round(1.5 * preprocess.resolution)), local, crop)
     forward = _forward(backbone, device, backbone_images(n_views, examples))
     pending: list[tuple[int, np.ndarray, list[Image.Image]]] = []
@@ -393,7 +447,7 @@ def render_views(
             stack = feats[start:stop]
             out[index, : 1 + n_views] = stack[: 1 + n_views]
             if examples[index]:
-                out[index, -2:] = stack[-2:]
+                out[index, -EXAMPLE_IMAGES:] = stack[-EXAMPLE_IMAGES:]
             queried[index, :k] = served[at : at + k]
             cropped[index, :k] = was_cropped[at : at + k]
             at += k
@@ -416,8 +470,9 @@ def render_views(
             pool = ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=worker_init)
             results = pool.map(_render, tasks, chunksize=1)
         try:
-            for index, pixels, photo_queries, ref_local, slot, sources in results:
+            for index, pixels, photo_queries, ref_local, slot, sources, colour in results:
                 queries[index] = photo_queries
+                coloured[index] = colour
                 reference_local[index] = ref_local
                 phone[index] = slot
                 pending.append((index, pixels, sources))
@@ -436,14 +491,16 @@ def render_views(
     return ViewSet(
         originals=out[:, 0],
         views=out[:, 1 : 1 + n_views],
-        reuse=out[:, -2],
-        twin=out[:, -1],
+        reuse=out[:, -3],
+        twin=out[:, -2],
+        variant=out[:, -1],
         queries=queries,
         reference_local=reference_local,
         phone=phone,
         queried=queried,
         cropped=cropped,
         examples=examples,
+        coloured=coloured,
     )
 
 

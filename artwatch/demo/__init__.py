@@ -11,8 +11,8 @@ Main entry points (see each module for details):
 * `generate_catalogue(out_dir, n_objects, seed)` -> manifest rows (catalogue.py)
 * `object_spec(seed, i)`, `build_artefact(spec)`, `plan_views(spec)` (artefacts.py)
 * `render_object_view(spec, view, size)` -> PIL image (render.py)
-* `simulate_listing_photo(images, rng)`, `MarketplaceTransform(seed)`, `reuse_copy(image, rng)`
-  (marketplace.py)
+* `simulate_listing_photo(images, rng)`, `MarketplaceTransform(seed)`, `reuse_copy(image, rng)`,
+  `hash_twin(layout, detail)`, `colour_variant(image, rng)` (marketplace.py)
 * `distractor_photos(count, seed)`, `distractor_listing_photos(count, seed)` (distractors.py)
 * `generate_listings(out_dir, catalogue_dir, count, seed)` (listings.py)
 * `make_contact_sheet(out_png, seed)` (contact_sheet.py)
@@ -46,6 +46,7 @@ _EXPORTS = {
     "generate_listings": "listings",
     "MarketplaceConfig": "marketplace",
     "MarketplaceTransform": "marketplace",
+    "colour_variant": "marketplace",
     "hash_twin": "marketplace",
     "reuse_copy": "marketplace",
     "segment_object": "marketplace",

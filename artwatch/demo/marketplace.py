@@ -738,6 +738,22 @@ def hash_twin(layout: Image.Image, detail: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(low + high), 0, 255).astype(np.uint8), "RGB")
 
 
+def colour_variant(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The same photo of a *different* object: one of the same shape in another colour.
+
+    Every pixel's hue turned by 90-270 degrees (OpenCV's HSV, saturation and value kept), so
+    a red bowl becomes a green or blue one and a grey backdrop stays grey; the grey levels
+    change with the hue, as they do between real colour variants. What a workshop's second
+    glaze, a mould's other casting or a toy in another colour look like next to the catalogued
+    one: the negative example colour evidence must not alert on (`training.views`). A photo
+    with no chromatic pixels comes back unchanged.
+    """
+    hsv = cv2.cvtColor(np.asarray(image.convert("RGB"), np.uint8), cv2.COLOR_RGB2HSV)
+    turn = int(rng.integers(45, 136))  # OpenCV's 8-bit hue runs 0-179: 2 degrees a unit
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + turn) % 180).astype(np.uint8)
+    return Image.fromarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), "RGB")
+
+
 class MarketplaceTransform:
     """torchvision-style augmentation: `transform(pil_image) -> pil_image` as a listing photo.
 

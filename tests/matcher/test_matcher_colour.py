@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from artwatch.demo.marketplace import simulate_listing_photo
+from artwatch.demo.marketplace import colour_variant, simulate_listing_photo
 from matcher.catalogue_index import cached_local_features, local_cache_path
 from matcher.verify import FEATURE_NAMES, colour_gap, colour_signature, extract, verify
 
@@ -33,6 +33,25 @@ def test_a_colour_variant_has_a_large_gap_the_same_object_listed_a_small_one() -
     # A listing's coloured background dilutes the signature (one of these six reads ~0.4):
     # evidence for the calibrated score to weigh, not a verdict.
     assert np.median(blue_listed) > 0.7 > np.median(gaps), (blue_listed, gaps)
+
+
+def test_a_made_colour_variant_is_another_colour_on_the_same_grey_backdrop() -> None:
+    """`colour_variant` (the negative example training shows the photo score): the object in
+    another hue, far in colour, the backdrop and a grey photo untouched; `training.views`
+    keeps a photo's variant as a negative only where it differs in colour."""
+    from training.views import variant_view
+
+    red = _bowl((190, 40, 30))
+    for seed in range(4):
+        turned = colour_variant(red, np.random.default_rng(seed))
+        assert colour_gap(colour_signature(red), colour_signature(turned)) > 0.9
+        backdrop = np.subtract(turned.getpixel((5, 5)), red.getpixel((5, 5)))
+        assert np.abs(backdrop).max() <= 3, "a grey backdrop stays grey"
+        assert variant_view(red, np.random.default_rng(seed), 160)[1]
+    grey = _bowl((90, 90, 90)).convert("L").convert("RGB")
+    assert np.array_equal(np.asarray(colour_variant(grey, np.random.default_rng(0))),
+                          np.asarray(grey))
+    assert not variant_view(grey, np.random.default_rng(0), 160)[1]
 
 
 def test_a_grey_photo_has_no_colour_signature_and_no_gap() -> None:

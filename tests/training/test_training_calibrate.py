@@ -18,7 +18,7 @@ from training.calibrate import (
     with_collections,
 )
 from training.crossfit import DISTRACTOR, QuerySet
-from training.views import LISTING, PHONE, REUSE, STUDIO, TWIN
+from training.views import LISTING, PHONE, REUSE, STUDIO, TWIN, VARIANT
 
 MUSEUM = (STUDIO, REUSE)
 
@@ -171,15 +171,16 @@ def test_a_small_collection_spread_over_the_sizes_gets_cuts_whose_promise_holds(
     assert np.mean(fresh[coil] >= own[coil]) <= 1.5 * alpha  # its own holds
 
 
-def test_phone_views_and_hash_twins_never_set_a_promise() -> None:
+def test_phone_views_hash_twins_and_colour_variants_never_set_a_promise() -> None:
     """They teach the photo score only: no simulated listing, positive or negative, holds
-    one, so an easy phone-view negative cannot loosen a marketplace threshold."""
+    one, so an easy phone-view negative cannot loosen a marketplace threshold, nor made-up
+    objects of unknown share tighten one."""
     rng = np.random.default_rng(2)
     qs, _ = _query_set(rng)
     kinds = qs.kind.astype(object)
     synthetic = np.zeros(len(kinds), bool)
-    synthetic[::3] = True  # every third query: a phone view or a hash twin
-    kinds[synthetic] = [PHONE if i % 2 else TWIN for i in range(int(synthetic.sum()))]
+    synthetic[::3] = True  # every third query: a phone view, a hash twin or a colour variant
+    kinds[synthetic] = [(PHONE, TWIN, VARIANT)[i % 3] for i in range(int(synthetic.sum()))]
     qs.kind = kinds.astype(str)
     listings = simulate_listings(qs, seed=3)
     used = np.concatenate(listings.members)
@@ -245,3 +246,59 @@ def test_the_served_trees_keep_their_monotone_rules_and_a_measurement_can_free_t
         rows[:, spec["features"].index("log_h_inliers")] = [1.0, 3.5]
         few, many = apply_photo_model(spec, rows)
         assert (many >= few) if rising else (many < few - 0.3), (few, many)
+
+
+def _colour_query_set(variants: bool, n: int = 300) -> QuerySet:
+    """Studio queries of catalogued objects whose right candidate (first of 2, verified) has
+    a colour gap of 0-0.5 (a listing's background dilutes the hues), and, with `variants`,
+    as many colour variants after them: the same closeness, gaps of 0.8-1, no object of the
+    catalogue."""
+    def block(seed: int, gaps: tuple[float, float]) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        features = np.zeros((n, 2, len(FEATURES)))
+        features[:, 0, FEATURES.index("sim")] = rng.uniform(0.7, 0.95, n)
+        features[:, 1, FEATURES.index("sim")] = rng.uniform(0.2, 0.5, n)
+        features[..., FEATURES.index("verified")] = 1.0
+        features[..., FEATURES.index("log_h_inliers")] = rng.uniform(0.0, 2.0, (n, 2))
+        features[:, 0, FEATURES.index("colour_gap")] = rng.uniform(*gaps, n)
+        features[:, 1, FEATURES.index("colour_gap")] = rng.uniform(0.0, 1.0, n)
+        return features
+
+    features = block(4, (0.0, 0.5))
+    if variants:
+        features = np.concatenate([features, block(5, (0.8, 1.0))])
+    m = len(features)
+    objects = np.stack([np.arange(m), np.arange(m) + m], 1)
+    labels = np.where(np.arange(m) < n, objects[:, 0], -1)
+    return QuerySet(
+        objects=[f"o{i}" for i in range(2 * m)], world=np.arange(m) % 2, photo=np.arange(m),
+        kind=np.where(labels >= 0, STUDIO, VARIANT), label=labels, positive=labels >= 0,
+        candidates=Candidates(objects, np.zeros((m, 2), np.int64), features),
+        image_key=[str(i) for i in range(m)], ranked=objects, ranked_sim=np.zeros((m, 2)),
+        baseline=objects, baseline_sim=np.zeros((m, 2)))
+
+
+def test_colour_variants_teach_only_a_verified_model_that_sees_the_colour_gap() -> None:
+    """A colour variant is as close as its object's own photo and far from it in colour: the
+    verified model with the colour gap learns to reject it (a far colour scores well under a
+    near one); the global model and a verified model without the gap, which cannot tell the
+    two apart, learn nothing from them (fitted exactly as on the set without variants)."""
+    from matcher.scoring import apply_photo_model
+    from matcher.verify import FEATURE_NAMES
+    from training.calibrate import fit_photo_scores
+
+    plain = tuple(f for f in FEATURE_NAMES if f != "colour_gap")
+    with_variants, alone = _colour_query_set(True), _colour_query_set(False)
+    taught = fit_photo_scores(with_variants, folds=3, verify_floor=0.0)
+    untaught = fit_photo_scores(alone, folds=3, verify_floor=0.0)
+    assert taught.spec["global"] == untaught.spec["global"]
+    spec = taught.spec["verified"]
+    rows = np.zeros((2, len(spec["features"])))
+    rows[:, spec["features"].index("sim")] = 0.85
+    rows[:, spec["features"].index("verified")] = 1.0
+    rows[:, spec["features"].index("colour_gap")] = [0.2, 0.95]
+    near, far = apply_photo_model(spec, rows)
+    assert far < near - 0.3, (near, far)
+    blind = fit_photo_scores(with_variants, folds=3, verify_floor=0.0, verification=plain)
+    assert blind.spec == fit_photo_scores(alone, folds=3, verify_floor=0.0,
+                                          verification=plain).spec

@@ -132,8 +132,8 @@ def test_query_features_are_served_features_crops_or_the_image_itself(small_cata
     served = render_views(small_catalogue, backbone, pre, crop=True, **kwargs)
     n = len(small_catalogue)
     own = np.stack([plain.originals, plain.views[:, 0], plain.views[:, 1], plain.reuse,
-                    plain.twin], axis=1)
-    assert plain.queried.shape == (n, 5, own.shape[2]) and len(plain.queries[0]) == 5
+                    plain.twin, plain.variant], axis=1)
+    assert plain.queried.shape == (n, 6, own.shape[2]) and len(plain.queries[0]) == 6
     assert np.array_equal(plain.queried, own) and not plain.cropped.any()
     assert np.allclose(served.originals, plain.originals)  # references are never cropped
     same = ~served.cropped
@@ -141,16 +141,17 @@ def test_query_features_are_served_features_crops_or_the_image_itself(small_cata
     assert not np.allclose(served.queried[served.cropped], own[served.cropped], atol=1e-3)
 
 
-def test_photos_without_reuse_examples_have_no_reuse_or_twin_queries(small_catalogue) -> None:
-    """A photo the cap leaves out renders no re-used copy or hash twin, has no such query
-    images, and never becomes a reuse or twin query of a cross-fitting world; the other
+def test_photos_without_reuse_examples_have_no_reuse_twin_or_variant_queries(
+        small_catalogue) -> None:
+    """A photo the cap leaves out renders no re-used copy, hash twin or colour variant, has
+    no such query images, and never becomes such a query of a cross-fitting world; the other
     photos' features are exactly those of a run without the cap."""
     import timm
     import torch
 
     from matcher.preprocess import Preprocess
     from training.crossfit import Distractors, _world_queries, plan_worlds
-    from training.views import REUSE, TWIN, render_views
+    from training.views import REUSE, TWIN, VARIANT, render_views
 
     torch.manual_seed(0)
     backbone = timm.create_model("test_efficientnet", pretrained=False, num_classes=0)
@@ -161,8 +162,8 @@ def test_photos_without_reuse_examples_have_no_reuse_or_twin_queries(small_catal
               "local": False, "workers": 1}
     full = render_views(small_catalogue, backbone, pre, **kwargs)
     capped = render_views(small_catalogue, backbone, pre, examples=examples, **kwargs)
-    assert [len(q) for q in capped.queries] == [5 if e else 3 for e in examples]
-    assert all(q.kind not in (REUSE, TWIN) for i in np.flatnonzero(~examples)
+    assert [len(q) for q in capped.queries] == [6 if e else 3 for e in examples]
+    assert all(q.kind not in (REUSE, TWIN, VARIANT) for i in np.flatnonzero(~examples)
                for q in capped.queries[i])
     assert np.allclose(capped.originals, full.originals, atol=1e-5)
     assert np.allclose(capped.views, full.views, atol=1e-5)
@@ -171,6 +172,8 @@ def test_photos_without_reuse_examples_have_no_reuse_or_twin_queries(small_catal
     assert np.allclose(capped.reuse[examples], full.reuse[examples], atol=1e-5)
     assert not capped.reuse[~examples].any() and not capped.queried[~examples, 3:].any()
     assert [capped.has_examples(i) for i in range(n)] == examples.tolist()
+    assert np.array_equal(capped.coloured, full.coloured & examples)
+    assert full.coloured.any(), "the demo's objects are coloured"
 
     plan = plan_worlds(small_catalogue, 3, 0)
     objects = sorted({p.object_id for p in small_catalogue})
@@ -183,12 +186,17 @@ def test_photos_without_reuse_examples_have_no_reuse_or_twin_queries(small_catal
             out = plan.left_out(world, small_catalogue)
             _, _, info = _world_queries(world, small_catalogue, views, none, plan, out, 2,
                                         photo_obj, set(photo_obj[~out].tolist()))
-            seen |= {(i["photo"], i["kind"]) for i in info if i["kind"] in (REUSE, TWIN)}
+            seen |= {(i["photo"], i["kind"]) for i in info
+                     if i["kind"] in (REUSE, TWIN, VARIANT)}
+            # a colour variant: a negative, of a left-out photo whose variant is coloured
+            assert all(i["label"] == -1 and not i["positive"] and out[i["photo"]]
+                       and views.coloured[i["photo"]]
+                       for i in info if i["kind"] == VARIANT)
         return seen
 
     everyone, some = reuse_queries(full), reuse_queries(capped)
     assert some == {(i, kind) for i, kind in everyone if examples[i]}
-    assert {kind for _, kind in some} == {REUSE, TWIN}
+    assert {kind for _, kind in some} == {REUSE, TWIN, VARIANT}
 
 
 def test_the_views_step_passes_the_images_it_counts(small_catalogue) -> None:
@@ -208,7 +216,7 @@ def test_the_views_step_passes_the_images_it_counts(small_catalogue) -> None:
     render_views(small_catalogue, backbone, Preprocess(64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
                  n_views=3, query_views=2, seed=0, device=torch.device("cpu"), local=False,
                  crop=False, examples=examples, workers=1)
-    assert sum(passed) == backbone_images(3, examples) == 4 * len(examples) + 2 * examples.sum()
+    assert sum(passed) == backbone_images(3, examples) == 4 * len(examples) + 3 * examples.sum()
 
 
 def test_the_cli_and_the_recipe_cap_reuse_examples_alike() -> None:
