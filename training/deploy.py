@@ -22,6 +22,7 @@ teach the whitening what varies), and an object added after training is recognis
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -298,7 +299,9 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     if n_views < req.views:
         log(f"{len(photos)} photos: {n_views} listing views per photo, not {req.views} "
             f"(at most {req.image_budget:,} images through the backbone)")
-    examples = reuse_examples([p.key for p in photos], req.seed, req.reuse_examples)
+    counts = Counter(p.object_id for p in photos)
+    examples = reuse_examples([p.key for p in photos], req.seed, req.reuse_examples,
+                              first=np.array([counts[p.object_id] > 1 for p in photos]))
     if not examples.all():
         log(f"{len(photos)} photos: a re-used copy, a hash twin and a colour variant for "
             f"{int(examples.sum()):,} of them (at most {req.reuse_examples:,})")

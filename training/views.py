@@ -166,10 +166,17 @@ def photo_seed(seed: int, key: str, index: int) -> np.random.Generator:
     return np.random.default_rng(digest)
 
 
-def reuse_examples(keys: Sequence[str], seed: int, limit: int = REUSE_EXAMPLES) -> np.ndarray:
-    """(n,) bool: the photos (by sha256 `keys`) that get a re-used copy and a hash twin: all
-    when there are at most `limit`, else the `limit` with the lowest seeded draw (the same
-    photos whatever the catalogue's order).
+def reuse_examples(keys: Sequence[str], seed: int, limit: int = REUSE_EXAMPLES,
+                   first: np.ndarray | None = None) -> np.ndarray:
+    """(n,) bool: the photos (by sha256 `keys`) that get a re-used copy, a hash twin and a
+    colour variant: all when there are at most `limit`, else the `limit` with the lowest
+    seeded draw (the same photos whatever the catalogue's order), those `first` marks ((n,)
+    bool) before any other.
+
+    `first`: the photos of objects with two or more photos (`training.deploy`). Only their
+    colour variants meet their own object in cross-fitting (a left-out photo's variant
+    against its object's other photos), so in a museum-sized catalogue of mostly one-photo
+    objects a seeded choice alone would leave the score a few dozen such negatives.
 
     Why a cap: the two images, their local features, backbone passes and crops cost ~0.27
     core-seconds a photo on an AVX2-only CPU, a third of the views step, and their queries a
@@ -184,6 +191,8 @@ def reuse_examples(keys: Sequence[str], seed: int, limit: int = REUSE_EXAMPLES) 
     if n <= limit:
         return np.ones(n, bool)
     draws = np.array([photo_seed(seed, key, 30_000).random() for key in keys])
+    if first is not None:
+        draws = draws - np.asarray(first, bool)  # draws are in [0, 1): `first` goes first
     picked = np.zeros(n, bool)
     picked[np.argsort(draws, kind="stable")[:limit]] = True
     return picked

@@ -100,6 +100,11 @@ def test_reuse_examples_cap_a_large_catalogue_with_a_seeded_choice() -> None:
         "the same photos whatever the catalogue's order"
     assert not np.array_equal(reuse_examples(keys, 1, 150), picked), "seeded"
     assert reuse_examples(keys, 0, 0).sum() == 0
+    first = np.arange(400) % 5 == 0  # photos of objects with several photos: picked first
+    assert (reuse_examples(keys, 0, 80, first=first) == first).all()  # 80 of them
+    assert (reuse_examples(keys, 0, 150, first=first) >= first).all()
+    assert reuse_examples(keys, 0, 50, first=first).sum() == 50
+    assert not (reuse_examples(keys, 0, 50, first=first) & ~first).any()
     with pytest.raises(ValueError, match="reuse examples"):
         reuse_examples(keys, 0, -1)
 
