@@ -16,14 +16,11 @@ the queries are
   `reuse` of a photo the catalogue has: the "same photo, re-photographed or re-used" case,
   each photo in one world only; the query views are never whitening training data), and
   their hash twins (`twin`: another picture with the same perceptual hash, a negative);
-* the colour variants of the left-out photos and of the reference photos of fold f + 2
-  (`variant`: the photo with its hues turned, an object of the same shape in another colour;
-  a negative, never a promise's), where the variant differs in colour
-  (`training.views.VARIANT_MIN_GAP`). A left-out photo's variant meets what a real colour
-  variant meets: the catalogued object's other views, close in shape, far in colour; a
-  reference photo's meets the photo itself, which every object has, one-photo objects
-  included (the verified model's monotone rules carry what it learns there, many inliers
-  and still far in colour, to a variant seen from another side with fewer);
+* the colour variants of the left-out photos (`variant`: the photo with its hues turned, an
+  object of the same shape in another colour; a negative, never a promise's), where the
+  variant differs in colour (`training.views.VARIANT_MIN_GAP`). Left out, the photo's object
+  keeps its other photos as references, so the variant meets what a real colour variant
+  does: the catalogued object's other views, close in shape, far in colour;
   re-used copies, twins and variants exist for the photos `training.views.reuse_examples`
   picks;
 * a share of the distractor photos (ordinary listings), negatives in exactly one world.
@@ -339,9 +336,9 @@ def _world_queries(
                     f"{i}:listing:{j}")
             if views.has_examples(i):
                 add(served[i, -3], views.reuse[i], i, REUSE, images[-3], f"{i}:reuse")
-            if views.has_variant(i):  # another object of the same shape: no object
-                add(served[i, -1], views.variant[i], i, VARIANT, images[-1], f"{i}:variant",
-                    label=-1)
+        if out[i] and views.has_variant(i):  # another object of the same shape: no object
+            add(served[i, -1], views.variant[i], i, VARIANT, images[-1], f"{i}:variant",
+                label=-1)
         if same[i] and views.has_examples(i):  # a different picture with this reference
             # photo's hash: no object
             add(served[i, -2], views.twin[i], i, TWIN, images[-2], f"{i}:twin", label=-1)
