@@ -27,11 +27,10 @@ For each catalogue photo:
   the hue of a grey object changes nothing, and that "negative" would be a positive.
 
   The re-use examples are made for the photos `examples` picks (`reuse_examples`: all of a
-  catalogue up to `REUSE_EXAMPLES` photos, a seeded choice of that many above): they are a
-  third of the views step's work and teach one kind of evidence (the colour variant goes
-  with them). On the 3,740-photo benchmark
-  catalogue on an AVX2-only CPU the cap saved 7.6 of 34.0 minutes and cost 1-3 points of
-  out-of-fold correct-and-accepted (docs/recognition.md).
+  catalogue up to `REUSE_EXAMPLES` photos; above, the photos of objects with several photos
+  first, then a seeded choice): they are a third of the views step's work. On the 3,740-photo
+  benchmark catalogue on an AVX2-only CPU the cap saved 7.6 of 34.0 minutes and cost 1-3
+  points of out-of-fold correct-and-accepted (docs/recognition.md).
 
 Rendering runs in worker processes (the simulator is numpy/Pillow code), each photo's images
 seeded by (seed, photo sha256, index) so a re-run gives the same pixels. The parent turns the
