@@ -122,9 +122,10 @@ def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERI
     if verified_model not in PHOTO_MODELS:
         raise ValueError(f"verified model {verified_model!r}: expected one of {PHOTO_MODELS}")
     valid = qs.candidates.objects >= 0
-    colour_taught = use_local and "colour_gap" in verification
     teaching = valid & (qs.kind != VARIANT)[:, None]  # the global model's rows
-    verified_col = qs.candidates.features[..., FEATURES.index("verified")] > 0
+    # the verified model's: rows with verification, variants too where it sees the colour gap
+    verified_rows = (valid if use_local and "colour_gap" in verification else teaching) & (
+        qs.candidates.features[..., FEATURES.index("verified")] > 0)
     names_v = [*features, "verified", *verification]
     groups = _groups(qs)
     n_groups = len(np.unique(groups))
@@ -135,23 +136,22 @@ def fit_photo_scores(qs: QuerySet, *, folds: int = 5, verify_floor: float = VERI
     for train, _ in splitter.split(np.zeros(len(groups)), groups=groups):
         tr = np.zeros(len(groups), bool)
         tr[train] = True
-        spec = _fit_models(qs, teaching & tr[:, None], verified_col & tr[:, None], features,
-                           names_v, verify_floor, use_local, verified_model, monotone,
-                           (valid if colour_taught else teaching) & tr[:, None])
+        spec = _fit_models(qs, teaching & tr[:, None], verified_rows & tr[:, None], features,
+                           names_v, verify_floor, use_local, verified_model, monotone)
         p, v = _score(spec, qs, np.flatnonzero(~tr))
         p_oof[~tr] = p
         v_oof[~tr] = v
-    spec = _fit_models(qs, teaching, verified_col, features, names_v, verify_floor, use_local,
-                       verified_model, monotone, valid if colour_taught else teaching)
+    spec = _fit_models(qs, teaching, verified_rows, features, names_v, verify_floor, use_local,
+                       verified_model, monotone)
     return PhotoScores(spec, np.where(valid, p_oof, 0.0), v_oof & valid)
 
 
 def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray,
                 features: Sequence[str], names_v: list[str], verify_floor: float,
                 use_local: bool, verified_model: str = "logistic",
-                monotone: bool = True, verified_teaching: np.ndarray | None = None) -> dict:
-    """The global model fitted on `rows`, the verified model on the rows of
-    `verified_teaching` (default `rows`) that have verification and pass the gate."""
+                monotone: bool = True) -> dict:
+    """The global model fitted on `rows`, the verified model on the `verified_rows` that
+    pass the gate."""
     x, y = _rows(qs, features, rows)
     spec: dict = {"global": fit_logistic(x, y, features), "verify_floor": verify_floor}
     if use_local:
@@ -163,7 +163,7 @@ def _fit_models(qs: QuerySet, rows: np.ndarray, verified_rows: np.ndarray,
         for qi, ci in verification_targets(spec, qs.candidates.objects, p_global,
                                            qs.candidates.features, qs.local_candidates):
             gate[qi, ci] = True
-        use = (rows if verified_teaching is None else verified_teaching) & verified_rows & gate
+        use = verified_rows & gate
         xv, yv = _rows(qs, names_v, use)
         if len(np.unique(yv)) == 2 and yv.sum() >= 5:
             rules = monotone_rules(names_v) if monotone else {}
