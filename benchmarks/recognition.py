@@ -404,8 +404,39 @@ def first_candidate_table(ps: PhotoSet, product: Product) -> dict:
             [str(cells.get(product.listings[i])) for i in neg],
             [product.first_candidate[i] is not None for i in neg],
             [ps.new[i].shows for i in neg], promise)
+        out[kind]["alerting_objects"] = alerting_objects(
+            [product.first_candidate[i] is not None for i in neg], [ps.new[i].shows for i in neg],
+            [product.first_candidate[i] for i in neg])
         out[kind]["operating_point"] = product.recogniser.policy.operating_point
     return out
+
+
+def alerting_objects(flags: Sequence[bool], shows: Sequence[str],
+                     candidates: Sequence[str | None]) -> dict:
+    """The uncatalogued objects that alerted, most alerts first: {object: {"alerts",
+    "listings", "candidates": {first candidate: alerts}}}. A collection's measured rate is
+    often a few objects' (a colour variant of a catalogued shape alerts in most of its
+    listings); this says which."""
+    out: dict[str, dict] = {}
+    for flag, obj, cand in zip(flags, shows, candidates, strict=True):
+        row = out.setdefault(obj, {"alerts": 0, "listings": 0, "candidates": {}})
+        row["listings"] += 1
+        if flag:
+            row["alerts"] += 1
+            row["candidates"][str(cand)] = row["candidates"].get(str(cand), 0) + 1
+    return dict(sorted(((k, v) for k, v in out.items() if v["alerts"]),
+                       key=lambda kv: (-kv[1]["alerts"], kv[0])))
+
+
+def alerting_lines(objects: dict, limit: int = 8) -> list[str]:
+    """`alerting_objects` as lines: the `limit` objects with most alerts."""
+    lines = [f"{obj}: {v['alerts']} of {v['listings']} listings, as "
+             + ", ".join(f"{c} ({n})" for c, n in sorted(v["candidates"].items(),
+                                                        key=lambda kv: -kv[1]))
+             for obj, v in list(objects.items())[:limit]]
+    if len(objects) > limit:
+        lines.append(f"... {len(objects) - limit} more objects alerted")
+    return lines
 
 
 def by_collection(cells: Sequence[str], flags: Sequence[bool], shows: Sequence[str],
@@ -570,6 +601,9 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> 
             "by_size": by_bucket,
             "by_collection": by_collection([a[3] for a in negatives], [a[2] for a in negatives],
                                            [a[4] for a in negatives], point["promise"]),
+            "alerting_objects": alerting_objects([a[2] for a in negatives],
+                                                 [a[4] for a in negatives],
+                                                 [a[1] for a in negatives]),
             "calibration": point["calibration"],
         }
     return out
@@ -668,6 +702,8 @@ def print_set(name: str, r: dict) -> None:
                       f"[{m['interval'][0]:.1f}, {m['interval'][1]:.1f}] of {c['negatives']} "
                       f"({m['objects']} objects), promised at {row['operating_point']} "
                       f"{promised_text(c['promised'])}")
+        for line in alerting_lines(row["alerting_objects"]):
+            print(f"  {'':8s} uncatalogued {line}")
     if r.get("evidence_ablation"):
         print("\nwhat each kind of evidence buys (training's out-of-fold queries, the photo "
               "score cross-fitted again without it; c&a: correct and accepted at 1% FA):")
@@ -699,6 +735,8 @@ def print_set(name: str, r: dict) -> None:
             print(f"      collection {name}: measured {m['per_1000']:.1f}/1000 "
                   f"[{m['interval'][0]:.1f}, {m['interval'][1]:.1f}] of {c['negatives']}; "
                   f"promised {promised_text(c['promised'])}")
+        for line in alerting_lines(row["alerting_objects"]):
+            print(f"      uncatalogued {line}")
 
 
 def add_set_arguments(parser: argparse.ArgumentParser) -> None:
