@@ -36,7 +36,8 @@ uncatalogued photos by the best score), accepted and correct-and-accepted at 1% 
 object; the first candidate stored in `matches` against the ranking's top-1; then the listing
 decision on listings of 1-4 listing photos at the bundle's operating points: promised false
 alerts per 1,000 negative listings (and interval) vs measured, precision and recall, per
-calibration cell and per collection with cells of its own; and, on
+calibration cell and per collection with cells of its own, and the uncatalogued objects
+that alerted with the candidates they alerted as (`alerting_objects`); and, on
 the same listings, the rules that decided before the calibrated score (`before_table`: a pHash
 within 6 bits or a cosine of 0.92 alerts). A listing shows one object; a measured false-alert
 rate comes with a 95% interval from a bootstrap over the uncatalogued objects (`measured_rate`:
