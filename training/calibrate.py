@@ -12,12 +12,15 @@
    thresholds.
 3. Thresholds: per calibration cell (listing-size bucket and, with a look model, look cell:
    `matcher.scoring`), a conformal order statistic of the negative listings'
-   scores (Vovk et al., "Algorithmic Learning in a Random World"; split conformal): with n
-   negative listings and k of them at or above the threshold, a new negative listing from the
-   same distribution alerts with probability (k + 1) / (n + 1) at most on average, and the
-   realised rate of this threshold is Beta(k + 1, n - k) distributed, whose 2.5-97.5%
-   quantiles are the promise's interval. Negative listings are disjoint (each photo in one),
-   so n counts independent draws, not re-uses of a few photos. Negative listings are drawn
+   scores (Vovk et al., "Algorithmic Learning in a Random World"; split conformal) with the
+   object as the exchangeable unit (`object_weights`): with m objects' negative listings,
+   each object's listings weighing 1 in all, and weight k at or above the threshold, a new
+   object's negative listing alerts with probability (k + 1) / (m + 1) at most on average,
+   and the realised rate of this threshold is Beta(k + 1, m - k) distributed, whose
+   2.5-97.5% quantiles are the promise's interval. Listings of one object are not
+   independent draws (a look-alike alerts in most of its listings or in none), so a promise
+   counted over listings (until stop 37) claimed 1/98 from 97 listings of a dozen coins, and
+   new coins broke it. Negative listings are drawn
    from one stream of photos each: museum pictures (studio photos, re-used copies) or
    marketplace pictures (synthetic listing views, ordinary listings), as a dealer's listing is
    one or the other; the look model then puts each in its cell as the matcher would. A
@@ -31,11 +34,12 @@
    listings. Its cuts sit at one depth into every pooled cell's tail (`collection_level`: a
    conformal p-value within the pooled cell, thresholded on the collection's negatives of
    every size and look, Mondrian conformal by collection), never below the pooled cut, and its
-   promise counts all its negatives. A collection needs `MIN_COLLECTION_NEGATIVES` negative
-   listings for cuts of its own; with fewer, its cut would rest on the highest of a handful of
-   scores, whose realised rate is anywhere in Beta(1, n), and the precision targets' search
-   would trade it for looser pooled cuts (measured on the test suite's 27-object catalogue: a
-   collection cell set on 8 negatives alerted 3 of 8 new ones), so it keeps the pooled cuts.
+   promise counts all its negatives. A collection needs `MIN_COLLECTION_OBJECTS` objects
+   among its negative listings for cuts of its own; with fewer, its cut would rest on the
+   highest of a handful of objects' scores, whose realised rate is anywhere in Beta(1, m),
+   and the precision targets' search would trade it for looser pooled cuts (measured on the
+   test suite's 27-object catalogue: a collection cell set on 8 negatives alerted 3 of 8 new
+   ones), so it keeps the pooled cuts and their promise.
    (Cuts per cell, each set on the collection's negatives in that cell alone, left a
    collection of 37 objects with under 20 in every cell, on the pooled cuts: in a
    museum-sized COIL-100 run, one-photo listings decided by pooled cells alerted 323 per
@@ -46,7 +50,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.stats import beta
@@ -73,7 +77,7 @@ from training.crossfit import QuerySet
 from training.views import PHONE, REUSE, STUDIO, TWIN, VARIANT
 
 MAX_LISTING = 8
-MIN_COLLECTION_NEGATIVES = 20  # cuts of its own can at least promise 1/21, under 5%
+MIN_COLLECTION_OBJECTS = 20  # cuts of its own can at least promise 1/21, under 5%
 INTERVAL = (0.025, 0.975)
 
 
@@ -201,6 +205,8 @@ class Listings:
     label: np.ndarray
     bucket: np.ndarray
     collection: np.ndarray | None = None  # collection of the best candidate (`with_collections`)
+    shows: np.ndarray | None = None  # the object (cross-fitting group) each listing shows,
+    # its first photo's; None: every listing its own (promises count objects: `object_weights`)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -246,7 +252,8 @@ def simulate_listings(qs: QuerySet, seed: int, positives_per_pool: int = 2) -> L
             labels.append(-1)
             pos += n
     bucket = np.array([bucket_of(len(m)) for m in members])
-    return Listings(members, np.array(labels, np.int64), bucket)
+    return Listings(members, np.array(labels, np.int64), bucket,
+                    shows=np.array([int(groups[m[0]]) for m in members], np.int64))
 
 
 def with_cells(qs: QuerySet, listings: Listings, decisive: np.ndarray) -> Listings:
@@ -256,7 +263,7 @@ def with_cells(qs: QuerySet, listings: Listings, decisive: np.ndarray) -> Listin
         return listings
     cells = np.array([bucket_of(len(m), look_of(float(qs.look[d])))
                       for m, d in zip(listings.members, decisive, strict=True)])
-    return Listings(listings.members, listings.label, cells, listings.collection)
+    return replace(listings, bucket=cells)
 
 
 def with_collections(listings: Listings, which: np.ndarray,
@@ -267,7 +274,7 @@ def with_collections(listings: Listings, which: np.ndarray,
     if len(set(collections)) < 2:
         return listings
     names = np.array([collections[w] if w >= 0 else "" for w in which], dtype=object)
-    return Listings(listings.members, listings.label, listings.bucket, names)
+    return replace(listings, collection=names)
 
 
 def cell_keys(listings: Listings) -> list[str]:
@@ -323,35 +330,67 @@ def listing_scores(qs: QuerySet, probs: np.ndarray, listings: Listings, model: d
 # --- thresholds -------------------------------------------------------------------------------
 
 
-def conformal_threshold(negatives: np.ndarray, alpha: float) -> tuple[float, int]:
-    """(threshold, k): the lowest cut with (k + 1) / (n + 1) <= alpha, k negatives at or above.
+def object_weights(listings: Listings, mask: np.ndarray) -> np.ndarray:
+    """(mask.sum(),) weight of each selected listing: 1 / the selection's listings of the
+    object it shows, so that each object counts once (all 1 without `listings.shows`).
+
+    Listings of one object are not independent draws: a look-alike alerts in most of its
+    listings, or in none. A promise counted over listings claims 1 / (n + 1) from n listings
+    of a dozen objects, and a new look-alike breaks it (the generated set's coins, 97
+    negative listings, promised 10 per 1,000 and alerted 37-75 on new coins). Weighting each
+    object's listings to 1 is conformal prediction with groups as the exchangeable unit
+    (Dunn, Gao, Ramdas and Wasserman, "Distribution-free prediction sets for two-layer
+    hierarchical models", JASA 2022: pooling each group's empirical CDF with equal weight),
+    and the rate it promises is the rate over new objects, as the benchmark measures it
+    (`benchmarks/recognition.py`, a bootstrap over objects).
+    """
+    if listings.shows is None:
+        return np.ones(int(mask.sum()))
+    _, inverse, counts = np.unique(listings.shows[mask], return_inverse=True,
+                                   return_counts=True)
+    return 1.0 / counts[inverse]
+
+
+def conformal_threshold(negatives: np.ndarray, alpha: float,
+                        weights: np.ndarray | None = None) -> tuple[float, float]:
+    """(threshold, k): the lowest cut with (k + 1) / (m + 1) <= alpha, where k is the weight of
+    the negatives at or above it and m the weights' sum (`object_weights`: m objects; all 1
+    by default, k and m then count negatives).
 
     With too few negatives for `alpha`, the cut is just above the highest negative (k = 0,
-    promise 1 / (n + 1)).
+    promise 1 / (m + 1)).
     """
-    s = np.sort(np.asarray(negatives, np.float64))[::-1]
-    cut = _cut_of_sorted(s, alpha)
-    return cut, int((s >= cut).sum())
+    s = np.asarray(negatives, np.float64)
+    w = np.ones(len(s)) if weights is None else np.asarray(weights, np.float64)
+    order = np.argsort(-s, kind="stable")
+    s, w = s[order], w[order]
+    cut = _cut_of_sorted(s, alpha, w)
+    return cut, float(w[s >= cut].sum())
 
 
-def _cut_of_sorted(s: np.ndarray, alpha: float) -> float:
-    """`conformal_threshold`'s cut on negatives `s` sorted highest first."""
+def _cut_of_sorted(s: np.ndarray, alpha: float, w: np.ndarray) -> float:
+    """`conformal_threshold`'s cut on negatives `s` sorted highest first, weights `w`."""
     n = len(s)
     if n == 0:
         return float("inf")
-    k = max(0, min(int(np.floor(alpha * (n + 1) - 1)), n))
+    allowed = alpha * (float(w.sum()) + 1) - 1  # weight that may be at or above the cut
+    k = int(np.searchsorted(np.cumsum(w), allowed + 1e-9, side="right"))
     # Alert iff score >= threshold; strictly above the (k+1)-th highest negative, so that at
-    # most k calibration negatives are at or above it.
+    # most the first k calibration negatives are at or above it.
     return float(np.nextafter(s[k], np.inf)) if k < n else float(s[-1])
 
 
-def promise(k: int, n: int) -> dict:
-    """Promised false-alert rate per 1,000 listings and its interval (Beta(k+1, n-k))."""
-    if n == 0:
-        return {"per_1000": None, "interval": [None, None], "negatives": 0, "at_or_above": 0}
-    lo, hi = beta.ppf(INTERVAL, k + 1, max(n - k, 1e-9))
-    return {"per_1000": 1000.0 * (k + 1) / (n + 1), "interval": [1000.0 * lo, 1000.0 * hi],
-            "negatives": int(n), "at_or_above": int(k)}
+def promise(k: float, m: float, listings: int | None = None) -> dict:
+    """Promised false-alert rate per 1,000 listings and its interval (Beta(k+1, m-k)), for k
+    of m negative objects at or above the cut (`object_weights`: a fraction of an object
+    where some of its listings are); `listings`: the negative listings they had (m)."""
+    if m == 0:
+        return {"per_1000": None, "interval": [None, None], "negatives": 0, "objects": 0,
+                "at_or_above": 0}
+    lo, hi = beta.ppf(INTERVAL, k + 1, max(m - k, 1e-9))
+    return {"per_1000": 1000.0 * (k + 1) / (m + 1), "interval": [1000.0 * lo, 1000.0 * hi],
+            "negatives": int(round(m)) if listings is None else int(listings),
+            "objects": int(round(m)), "at_or_above": round(float(k), 3)}
 
 
 def listing_cuts(cuts: dict[str, float], listings: Listings) -> np.ndarray:
@@ -384,50 +423,60 @@ def evaluate_point(cuts: dict[str, float], scores: np.ndarray, which: np.ndarray
 
 def thresholds_at(alpha: float, scores: np.ndarray, listings: Listings) -> tuple[dict, dict]:
     """Per-cell cuts for false-alert rate `alpha` and each cell's promise: the pooled cells,
-    and with collections each collection's own within them (module docstring, 4)."""
+    and with collections each collection's own within them (module docstring, 4). Every
+    promise counts objects (`object_weights`)."""
     cuts, promises, tails = {}, {}, {}
     negative = listings.label < 0
     for b in cell_keys(listings):
         in_cell = negative & (listings.bucket == b)
         if not in_cell.any():
             continue
-        tails[b] = np.sort(scores[in_cell])[::-1]
-        cuts[b], k = conformal_threshold(tails[b], alpha)
-        promises[b] = promise(k, int(in_cell.sum()))
+        w = object_weights(listings, in_cell)
+        order = np.argsort(-scores[in_cell], kind="stable")
+        tails[b] = (scores[in_cell][order], w[order])
+        cuts[b], k = conformal_threshold(scores[in_cell], alpha, w)
+        promises[b] = promise(k, float(w.sum()), int(in_cell.sum()))
     if listings.collection is None:
         return cuts, promises
     for name in sorted(set(listings.collection[negative].tolist()) - {""}):
         own = negative & (listings.collection == name)
-        if own.sum() < MIN_COLLECTION_NEGATIVES:
+        w = object_weights(listings, own)
+        if w.sum() < MIN_COLLECTION_OBJECTS - 1e-9:
             continue
-        level, k = collection_level(alpha, tails, scores[own], listings.bucket[own])
-        promised = promise(k, int(own.sum()))
-        for b, tail in tails.items():
-            cuts[collection_cell(b, name)] = max(cuts[b], _cut_of_sorted(tail, level))
+        level, k = collection_level(alpha, tails, scores[own], listings.bucket[own], w)
+        promised = promise(k, float(w.sum()), int(own.sum()))
+        for b, (tail, tail_w) in tails.items():
+            cuts[collection_cell(b, name)] = max(cuts[b], _cut_of_sorted(tail, level, tail_w))
             promises[collection_cell(b, name)] = promised
     return cuts, promises
 
 
-def collection_level(alpha: float, tails: dict[str, np.ndarray], scores: np.ndarray,
-                     cells: np.ndarray) -> tuple[float, int]:
+def collection_level(alpha: float, tails: dict[str, tuple[np.ndarray, np.ndarray]],
+                     scores: np.ndarray, cells: np.ndarray, weights: np.ndarray
+                     ) -> tuple[float, float]:
     """(level, k): how far into every pooled cell's tail one collection's cuts go.
 
     A collection's cut in pooled cell b is the pooled cut at level `level` <= `alpha`
-    (`_cut_of_sorted(tails[b], level)`): the same conformal p-value in every cell (Mondrian
-    conformal by collection on the pooled cells' p-values), the largest level at which k of
-    the collection's n negative listings (`scores`, in `cells`) alert with
-    (k + 1) / (n + 1) <= alpha, or level 0 (just above each cell's highest negative) where
-    none does. One level per collection, set on its negatives of every size and look, so a
-    collection of a few dozen objects gets cuts of its own in every cell. A cell where it had
-    no negatives takes the same depth, which is at least the pooled cut but promises nothing
-    more: nothing there showed how its look-alikes score. Shapes: `scores`, `cells` (n,).
+    (`_cut_of_sorted` on `tails[b]`, the cell's negative scores highest first and their
+    object weights): the same conformal p-value in every cell (Mondrian conformal by
+    collection on the pooled cells' p-values), the largest level at which the collection's
+    negative listings (`scores`, in `cells`, object `weights`: m objects) alerting weigh k
+    with (k + 1) / (m + 1) <= alpha, or level 0 (just above each cell's highest negative)
+    where none does. One level per collection, set on its negatives of every size and look,
+    so a collection of a few dozen objects gets cuts of its own in every cell. A cell where
+    it had no negatives takes the same depth, which is at least the pooled cut but promises
+    nothing more: nothing there showed how its look-alikes score. Shapes: `scores`, `cells`,
+    `weights` (n,).
     """
-    allowed = int(np.floor(alpha * (len(scores) + 1) - 1))
-    in_cell = {b: scores[cells == b] for b in tails}
+    allowed = alpha * (float(weights.sum()) + 1) - 1 + 1e-9
+    in_cell = {b: (scores[cells == b], weights[cells == b]) for b in tails}
 
-    def alerts(level: float) -> int:
-        return sum(int((in_cell[b] >= _cut_of_sorted(tail, level)).sum())
-                   for b, tail in tails.items())
+    def alerts(level: float) -> float:
+        total = 0.0
+        for b, (tail, tail_w) in tails.items():
+            s, w = in_cell[b]
+            total += float(w[s >= _cut_of_sorted(tail, level, tail_w)].sum())
+        return total
 
     lo, hi = 0.0, float(alpha)
     if allowed >= 0 and alerts(hi) <= allowed:

@@ -357,15 +357,17 @@ def write_deploy_report(report: Path, info: dict, metrics: dict, *, plots: bool 
               "collection of the best candidate, `cell@collection`, never below the pooled "
               "cell's cut) set on simulated listings of "
               "out-of-fold photos; promised false alerts per 1,000 negative listings, 95% "
-              "interval of the rate.",
-              "", "| point | cell | threshold | promised / 1000 | interval | negatives |",
-              "|---|---|---|---|---|---|"]
+              "interval of the rate, counted over the objects the negative listings show "
+              "(`training.calibrate.object_weights`).",
+              "", "| point | cell | threshold | promised / 1000 | interval | negatives "
+              "(objects) |", "|---|---|---|---|---|---|"]
     for name, p in metrics["operating_points"].items():
         for b, cut in p["buckets"].items():
             pr = p["promise"][b]
             lines.append(
                 f"| {name} | {b} | {cut:.4f} | {_fmt(pr['per_1000'])} | "
-                f"{_fmt(pr['interval'][0])}-{_fmt(pr['interval'][1])} | {pr['negatives']} |"
+                f"{_fmt(pr['interval'][0])}-{_fmt(pr['interval'][1])} | {pr['negatives']} "
+                f"({pr.get('objects', pr['negatives'])}) |"
             )
         c = p["calibration"]
         lines.append(f"| {name} | all | | precision {_fmt(c['precision'])}, recall "

@@ -157,7 +157,7 @@ def test_the_best_candidates_collection_chooses_the_cell_that_decides(
     threshold decides and the decision names it; another collection's cell does not apply.
     (The cells are set here by hand, one above any score, so the test holds whichever
     collections the suite's small catalogue calibrated cells for,
-    `training.calibrate.MIN_COLLECTION_NEGATIVES`.)"""
+    `training.calibrate.MIN_COLLECTION_OBJECTS`.)"""
     rec = served["recogniser"]()
     row = conn.execute(
         "SELECT o.accession, o.collection, i.sha256 FROM objects o JOIN object_images oi "

@@ -3,12 +3,14 @@ decisive photo choosing the cell, thresholds and promises per cell (`training.ca
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from matcher.evidence import FEATURES, Candidates
 from matcher.scoring import LOOKS, bucket_of
 from training.calibrate import (
-    MIN_COLLECTION_NEGATIVES,
+    MIN_COLLECTION_OBJECTS,
     Listings,
     evaluate_point,
     listing_scores,
@@ -99,8 +101,8 @@ def test_a_collection_unlike_the_majority_gets_a_cut_whose_promise_holds_for_it(
     often as it promised, and the majority keeps the pooled cut."""
     rng = np.random.default_rng(7)
     scores, names = _one_photo_negatives(rng, 2000, 200)
-    scores = np.concatenate([scores, rng.uniform(0.3, 0.9, MIN_COLLECTION_NEGATIVES - 1)])
-    names = np.concatenate([names, ["tiny"] * (MIN_COLLECTION_NEGATIVES - 1)])
+    scores = np.concatenate([scores, rng.uniform(0.3, 0.9, MIN_COLLECTION_OBJECTS - 1)])
+    names = np.concatenate([names, ["tiny"] * (MIN_COLLECTION_OBJECTS - 1)])
     objects = {"museum": 0, "coil": 1, "tiny": 2}
     which = np.array([objects[n] for n in names])
     plain = Listings([np.array([i]) for i in range(len(scores))], np.full(len(scores), -1),
@@ -126,6 +128,54 @@ def test_a_collection_unlike_the_majority_gets_a_cut_whose_promise_holds_for_it(
     assert measured["false_alerts_per_1000"] <= promises["1/catalogue"]["per_1000"] * 1.2
 
 
+
+def _objects_negatives(rng: np.random.Generator, objects: int, each: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and objects of negative listings: `each` listings per object, scoring alike
+    (an object's look decides, the photo little)."""
+    means = rng.uniform(0.0, 1.0, objects)
+    scores = np.repeat(means, each) + rng.normal(0.0, 0.01, objects * each)
+    return scores, np.repeat(np.arange(objects), each)
+
+
+def test_a_promise_counts_objects_not_their_listings() -> None:
+    """40 objects with 10 negative listings each: counted over listings, the 1% cut sits
+    inside the top object's listings and promises 4/401, while a new object alerts about
+    1/41 of the time, over twice the promise; counted over objects (`Listings.shows`), the
+    promise is 1/41 and holds on new objects, on average over calibration draws."""
+    alpha = 0.01
+    fresh, _ = _objects_negatives(np.random.default_rng(99), 20000, 1)
+    realised = {"objects": [], "listings": []}
+    promised = {"objects": [], "listings": []}
+    for seed in range(200):
+        scores, shows = _objects_negatives(np.random.default_rng(seed), 40, 10)
+        n = len(scores)
+        plain = Listings([np.array([i]) for i in range(n)], np.full(n, -1),
+                         np.array(["1/catalogue"] * n))
+        for unit, listings in (("objects", replace(plain, shows=shows)), ("listings", plain)):
+            cuts, promises = thresholds_at(alpha, scores, listings)
+            realised[unit].append(np.mean(fresh >= cuts["1/catalogue"]))
+            promised[unit].append(promises["1/catalogue"]["per_1000"] / 1000)
+            assert promises["1/catalogue"]["negatives"] == 400
+            assert promises["1/catalogue"]["objects"] == (40 if unit == "objects" else 400)
+    assert np.isclose(np.mean(promised["objects"]), 1 / 41)
+    assert np.mean(realised["objects"]) <= 1.2 * np.mean(promised["objects"])
+    assert np.mean(realised["listings"]) > 2 * np.mean(promised["listings"])
+
+
+def test_simulated_negative_listings_show_one_object_each() -> None:
+    """`simulate_listings` records the object each listing shows (its first photo's), which
+    the promises count; a distractor is an object of its own."""
+    rng = np.random.default_rng(5)
+    qs, _ = _query_set(rng)
+    listings = simulate_listings(qs, seed=1)
+    groups = np.where(qs.label >= 0, qs.label, -1 - np.arange(len(qs.label)))
+    assert listings.shows is not None
+    assert [int(groups[m[0]]) for m in listings.members] == listings.shows.tolist()
+    negative = listings.label < 0
+    assert len(set(listings.shows[negative].tolist())) < negative.sum()  # objects repeat
+
+
 CELLS = ("1/catalogue", "2/catalogue", "3-4/catalogue", "5-8/catalogue")
 
 
@@ -142,12 +192,12 @@ def _negatives_in_cells(rng: np.random.Generator, majority: int, minority: int
 
 
 def test_a_small_collection_spread_over_the_sizes_gets_cuts_whose_promise_holds() -> None:
-    """A collection with under `MIN_COLLECTION_NEGATIVES` negatives in every cell but more in
+    """A collection with under `MIN_COLLECTION_OBJECTS` negatives in every cell but more in
     all gets cuts of its own in every cell, at one depth into the pooled cells' tails, and its
     promise, counted over all its negatives, holds on new ones where the pooled cuts' breaks.
     A cell where it had no negative gets a cut at the same depth, never below the pooled."""
     rng = np.random.default_rng(11)
-    minority = 4 * (MIN_COLLECTION_NEGATIVES - 1)  # 19 per cell, 76 in all
+    minority = 4 * (MIN_COLLECTION_OBJECTS - 1)  # 19 per cell, 76 in all
     scores, cells, names = _negatives_in_cells(rng, 8000, minority)
     missing = (cells == CELLS[3]) & (names == "coil")  # none of the minority's in 5-8
     scores, cells, names = scores[~missing], cells[~missing], names[~missing]
