@@ -19,7 +19,7 @@
    and the realised rate of this threshold is Beta(k + 1, m - k) distributed, whose
    2.5-97.5% quantiles are the promise's interval. Listings of one object are not
    independent draws (a look-alike alerts in most of its listings or in none), so a promise
-   counted over listings (until stop 37) claimed 1/98 from 97 listings of a dozen coins, and
+   counted over listings (until stop 37) claimed 1/92 from 91 listings of 26 objects, and
    new coins broke it. Negative listings are drawn
    from one stream of photos each: museum pictures (studio photos, re-used copies) or
    marketplace pictures (synthetic listing views, ordinary listings), as a dealer's listing is
@@ -336,11 +336,12 @@ def object_weights(listings: Listings, mask: np.ndarray) -> np.ndarray:
 
     Listings of one object are not independent draws: a look-alike alerts in most of its
     listings, or in none. A promise counted over listings claims 1 / (n + 1) from n listings
-    of a dozen objects, and a new look-alike breaks it (the generated set's coins, 97
-    negative listings, promised 10 per 1,000 and alerted 37-75 on new coins). Weighting each
-    object's listings to 1 is conformal prediction with groups as the exchangeable unit
-    (Dunn, Gao, Ramdas and Wasserman, "Distribution-free prediction sets for two-layer
-    hierarchical models", JASA 2022: pooling each group's empirical CDF with equal weight),
+    of a few dozen objects, and a new look-alike breaks it (the generated set's coins, 91
+    negative listings of 26 objects, promised 10.9 per 1,000 and alerted 56 on new coins).
+    Weighting each object's listings to 1 is conformal prediction with groups as the
+    exchangeable unit (Dunn, Gao, Ramdas and Wasserman, "Distribution-free prediction sets
+    for two-layer hierarchical models", JASA 2022: pooling each group's empirical CDF with
+    equal weight),
     and the rate it promises is the rate over new objects, as the benchmark measures it
     (`benchmarks/recognition.py`, a bootstrap over objects).
     """
