@@ -341,9 +341,8 @@ def object_weights(listings: Listings, mask: np.ndarray) -> np.ndarray:
     Weighting each object's listings to 1 is conformal prediction with groups as the
     exchangeable unit (Dunn, Gao, Ramdas and Wasserman, "Distribution-free prediction sets
     for two-layer hierarchical models", JASA 2022: pooling each group's empirical CDF with
-    equal weight),
-    and the rate it promises is the rate over new objects, as the benchmark measures it
-    (`benchmarks/recognition.py`, a bootstrap over objects).
+    equal weight), and the rate it promises is the rate over new objects, as the benchmark
+    measures it (`benchmarks/recognition.py`, a bootstrap over objects).
     """
     if listings.shows is None:
         return np.ones(int(mask.sum()))
@@ -384,7 +383,7 @@ def _cut_of_sorted(s: np.ndarray, alpha: float, w: np.ndarray) -> float:
 def promise(k: float, m: float, listings: int | None = None) -> dict:
     """Promised false-alert rate per 1,000 listings and its interval (Beta(k+1, m-k)), for k
     of m negative objects at or above the cut (`object_weights`: a fraction of an object
-    where some of its listings are); `listings`: the negative listings they had (m)."""
+    where some of its listings are); `listings`: the negative listings they had (default m)."""
     if m == 0:
         return {"per_1000": None, "interval": [None, None], "negatives": 0, "objects": 0,
                 "at_or_above": 0}

@@ -128,7 +128,6 @@ def test_a_collection_unlike_the_majority_gets_a_cut_whose_promise_holds_for_it(
     assert measured["false_alerts_per_1000"] <= promises["1/catalogue"]["per_1000"] * 1.2
 
 
-
 def _objects_negatives(rng: np.random.Generator, objects: int, each: int
                        ) -> tuple[np.ndarray, np.ndarray]:
     """Scores and objects of negative listings: `each` listings per object, scoring alike
