@@ -412,6 +412,25 @@ def first_candidate_table(ps: PhotoSet, product: Product) -> dict:
     return out
 
 
+def decision_rows(conn, listings: Sequence[int], truths: Sequence[str | None],  # noqa: ANN001
+                  shows: Sequence[str], kinds: Sequence[str]) -> list[dict]:
+    """Each listing's decision as the matcher wrote it (`listing_decisions`): its truth, the
+    object it shows, its best candidate, score, photos, look and collection; in `--json`, so
+    that other cuts can be measured on the same listings."""
+    decided = {int(r["listing_id"]): r for r in conn.execute(
+        "SELECT d.listing_id, d.score, d.photos, d.cell, o.accession, o.collection "
+        "FROM listing_decisions d LEFT JOIN objects o ON o.id = d.object_id "
+        "WHERE d.listing_id = ANY(%s)", (list(listings),))}
+    rows = []
+    for lid, truth, obj, kind in zip(listings, truths, shows, kinds, strict=True):
+        d = decided[int(lid)]
+        rows.append({"kind": kind, "truth": truth, "shows": obj, "best": d["accession"],
+                     "score": float(d["score"]), "photos": int(d["photos"]),
+                     "look": split_cell(d["cell"])[1] if d["cell"] else None,
+                     "collection": d["collection"]})
+    return rows
+
+
 def alerting_objects(flags: Sequence[bool], shows: Sequence[str],
                      candidates: Sequence[str | None]) -> dict:
     """The uncatalogued objects that alerted, most alerts first: {object: {"alerts",
@@ -544,8 +563,10 @@ def before_table(ps: PhotoSet, base: Ranked, seed: int) -> dict:
     }
 
 
-def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> dict:
-    """Listings of 1-4 listing photos decided by the matcher; every operating point."""
+def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int
+                  ) -> tuple[dict, list[dict]]:
+    """Listings of 1-4 listing photos decided by the matcher: the figures at every operating
+    point, and the decisions' rows (`decision_rows`)."""
     conn, rec = product.conn, product.recogniser
     groups = listing_groups(ps, seed)
     ids = []
@@ -607,7 +628,10 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int) -> 
                                                  [a[1] for a in negatives]),
             "calibration": point["calibration"],
         }
-    return out
+    rows = decision_rows(conn, ids, [truth for _, truth in groups],
+                         [ps.new[members[0]].shows for members, _ in groups],
+                         [ps.new[members[0]].kind for members, _ in groups])
+    return out, rows
 
 
 def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
@@ -650,13 +674,18 @@ def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
                 activate_bundle(conn, bundle.name)
                 base = baseline_ranking(ps, device)
                 product = product_run(ps, conn, store, bundle_id, settings, args)
+                listings, listing_rows = listing_table(ps, product, bundle, args.seed)
                 result = {
                     "training_seconds": train_s,
                     "matching_seconds": product.seconds,
                     "baseline": photo_table(ps, base),
                     "artwatch": photo_table(ps, product.ranked),
                     "first_candidate": first_candidate_table(ps, product),
-                    "listings": listing_table(ps, product, bundle, args.seed),
+                    "one_photo_rows": decision_rows(
+                        conn, product.listings, [n.object_id for n in ps.new],
+                        [n.shows for n in ps.new], [n.kind for n in ps.new]),
+                    "listings": listings,
+                    "listing_rows": listing_rows,
                     "before": before_table(ps, base, args.seed),
                     "bundle_report": outcome.metrics["retrieval"],
                     "evidence_ablation": outcome.metrics.get("evidence_ablation", {}),

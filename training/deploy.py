@@ -70,6 +70,7 @@ from training.ablation import (
 )
 from training.calibrate import (
     fit_listing_model,
+    listing_rows,
     listing_scores,
     operating_points,
     simulate_listings,
@@ -423,10 +424,13 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
         promised = {b: round(v["per_1000"], 1) for b, v in p["promise"].items()
                     if v["per_1000"] is not None and split_cell(b)[2] is None}
         own = len({split_cell(b)[2] for b in p["promise"]} - {None})
-        log(f"{name}: calibration precision {p['calibration']['precision']:.3f} recall "
+        log(f"{name}: calibration precision {p['calibration']['precision']:.3f} (with the "
+            f"promised false alerts {p['calibration']['expected_precision']:.3f}) recall "
             f"{p['calibration']['recall']:.3f}; promised false alerts per 1,000 listings "
             f"by size {promised}" + (f" (and per collection, {own} collections: report)"
-                                     if own else ""))
+                                     if own else "")
+            + ("; [yellow]target not reached[/yellow]: the strictest cuts"
+               if p.get("reached") is False else ""))
 
     score_spec = {
         "kind": "calibrated-evidence",
@@ -487,9 +491,15 @@ def train_deploy(catalogue: Catalogue, req: DeployRequest,
     save_file({"bank": torch.from_numpy(bank).contiguous()}, str(out / BANK_FILE))
     if codebook is not None:
         save_codebook(out, codebook)
-    from training.report import write_deploy_report
+    from training.report import (
+        CALIBRATION_LISTINGS,
+        write_calibration_listings,
+        write_deploy_report,
+    )
 
     write_deploy_report(out / "report", info, metrics, plots=req.plots)
+    write_calibration_listings(out / "report" / CALIBRATION_LISTINGS,
+                               listing_rows(calib_set, best, which, qs.objects))
     log(f"bundle written to {out} in {time.perf_counter() - started:.0f}s")
     return DeployOutcome(out, info, metrics, qs)
 

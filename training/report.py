@@ -8,6 +8,7 @@ correct and wrong test predictions.
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -301,6 +302,21 @@ def plot_promises(points: dict, path: Path) -> None:
     plt.close(fig)
 
 
+CALIBRATION_LISTINGS = "calibration_listings.csv"
+
+
+def write_calibration_listings(path: Path, rows: Sequence[dict]) -> None:
+    """The simulated listings the thresholds were set on, one row each (listing, photos, cell,
+    collection, shows, truth, best, score): a reviewer auditing a promise sees which objects'
+    listings came near a cut, and an operating point can be derived again from them
+    (`training.calibrate.operating_points`)."""
+    fields = ["listing", "photos", "cell", "collection", "shows", "truth", "best", "score"]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def write_deploy_report(report: Path, info: dict, metrics: dict, *, plots: bool = True) -> None:
     """report.md, metrics.json and plots of a deployment-recipe bundle."""
     report.mkdir(parents=True, exist_ok=True)
@@ -370,8 +386,12 @@ def write_deploy_report(report: Path, info: dict, metrics: dict, *, plots: bool 
                 f"({pr.get('objects', pr['negatives'])}) |"
             )
         c = p["calibration"]
-        lines.append(f"| {name} | all | | precision {_fmt(c['precision'])}, recall "
-                     f"{_fmt(c['recall'])} | | {c['negatives']} |")
+        lines.append(f"| {name} | all | | precision {_fmt(c['precision'])} (with the "
+                     f"promised false alerts {_fmt(c.get('expected_precision'))}), recall "
+                     f"{_fmt(c['recall'])}"
+                     + ("; **target not reached: the strictest cuts**"
+                        if p.get("reached") is False else "")
+                     + f" | | {c['negatives']} |")
     lines += ["", "![by photos per object](accuracy_by_photos.png) ![promises](promises.png)",
               ""]
     (report / "report.md").write_text("\n".join(lines), encoding="utf-8")

@@ -13,6 +13,7 @@ retro-hunt, in old ones."""
 from __future__ import annotations
 
 import copy
+import csv
 import io
 import json
 import os
@@ -48,6 +49,32 @@ from matcher.scoring import (
     split_cell,
 )
 from matcher.verify import colour_gap, colour_signature
+from training.calibrate import listings_from_rows, operating_points
+from training.report import CALIBRATION_LISTINGS
+
+
+def test_the_calibration_listings_derive_the_bundles_points_again(deploy_bundle: Path) -> None:
+    """report/calibration_listings.csv holds the simulated listings every threshold was set
+    on: from it alone `operating_points` gives the bundle's cuts and promises again (an
+    auditor's check), and a precision point that the promises cannot certify says so."""
+    bundle = Bundle.load(deploy_bundle)
+    with (deploy_bundle / "report" / CALIBRATION_LISTINGS).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    listings, scores, which = listings_from_rows(rows)
+    assert (listings.label < 0).any() and (listings.label >= 0).any()
+    assert {r["best"] for r in rows} - {""} <= set(bundle.info["objects"])
+    config = bundle.info["train_config"]
+    again = operating_points(scores, which, listings, precisions=config["precisions"],
+                             budgets=config["budgets"])
+    stored = bundle.thresholds["operating_points"]
+    assert set(again) == set(stored)
+    for name, point in stored.items():
+        assert again[name]["buckets"] == pytest.approx(point["buckets"])
+        assert {c: p["per_1000"] for c, p in again[name]["promise"].items()} == pytest.approx(
+            {c: p["per_1000"] for c, p in point["promise"].items()})
+        if point["target"] == "precision":
+            expected = point["calibration"]["expected_precision"]
+            assert point["reached"] == (expected >= point["value"])
 
 
 def test_bundle_promises_and_reports_the_baseline(deploy_bundle: Path) -> None:
