@@ -627,6 +627,7 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int
                                                  [a[4] for a in negatives],
                                                  [a[1] for a in negatives]),
             "calibration": point["calibration"],
+            "reached": point.get("reached"),
         }
     rows = decision_rows(conn, ids, [truth for _, truth in groups],
                          [ps.new[members[0]].shows for members, _ in groups],
@@ -752,7 +753,9 @@ def print_set(name: str, r: dict) -> None:
               f"false alerts {m['per_1000']:.1f}/1000 [{m['interval'][0]:.1f}, "
               f"{m['interval'][1]:.1f}] ({m['objects']} objects), promised "
               f"{row['promised_per_1000']:.1f} "
-              f"({row['positives']} positive, {row['negatives']} negative listings)")
+              f"({row['positives']} positive, {row['negatives']} negative listings)"
+              + ("; target not reached in calibration: the strictest cuts"
+                 if row.get("reached") is False else ""))
         for b, v in row["by_size"].items():
             m = v["measured"]
             promised = {"per_1000": v["promised_per_1000"], "interval": v["interval"]}
