@@ -558,22 +558,21 @@ def operating_points(scores: np.ndarray, which: np.ndarray, listings: Listings, 
             "buckets": cuts, "promise": promises,
             "calibration": evaluate_point(cuts, scores, which, listings, promises),
         }
+    # One grid of rates serves every precision target: each rate's cuts, promises and
+    # calibration figures, in increasing rate (`ALPHAS` is sorted).
+    grid = []
+    for alpha in ALPHAS if precisions else ():
+        cuts, promises = thresholds_at(float(alpha), scores, listings)
+        grid.append((float(alpha), cuts, promises,
+                     evaluate_point(cuts, scores, which, listings, promises)))
     for target in precisions:
-        chosen = None
-        for alpha in ALPHAS:
-            cuts, promises = thresholds_at(float(alpha), scores, listings)
-            ev = evaluate_point(cuts, scores, which, listings, promises)
-            if np.isnan(ev["expected_precision"]) or ev["expected_precision"] >= target:
-                chosen = (float(alpha), cuts, promises, ev)
-        if chosen is None:  # even the strictest cuts miss the target: use them, say so
-            alpha = float(ALPHAS[0])
-            cuts, promises = thresholds_at(alpha, scores, listings)
-            chosen = (alpha, cuts, promises,
-                      evaluate_point(cuts, scores, which, listings, promises))
-        alpha, cuts, promises, ev = chosen
+        met = [g for g in grid if np.isnan(g[3]["expected_precision"])
+               or g[3]["expected_precision"] >= target]
+        # The largest rate that meets the target; where none does, the strictest cuts (and
+        # `reached` says so).
+        alpha, cuts, promises, ev = met[-1] if met else grid[0]
         points[f"precision_{target:.2f}"] = {
             "target": "precision", "value": target, "alpha": alpha, "buckets": cuts,
-            "promise": promises, "calibration": ev, "reached": bool(
-                np.isnan(ev["expected_precision"]) or ev["expected_precision"] >= target),
+            "promise": promises, "calibration": ev, "reached": bool(met),
         }
     return points
