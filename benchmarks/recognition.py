@@ -576,18 +576,11 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int
     for start in range(0, len(ids), 64):
         rec.handle(conn, [([product.image_ids[i] for i in groups[k][0]], ids[k], "live")
                           for k in range(start, min(start + 64, len(ids)))])
-    objects = {int(r["id"]): r for r in conn.execute(
-        "SELECT id, accession, collection FROM objects")}
-    decided = {int(r["listing_id"]): r for r in conn.execute(
-        "SELECT * FROM listing_decisions WHERE listing_id = ANY(%s)", (ids,))}
-    rows = []
-    for lid, (members, truth) in zip(ids, groups, strict=True):
-        d = decided[lid]
-        best = objects.get(int(d["object_id"])) if d["object_id"] is not None else None
-        look = split_cell(d["cell"])[1] if d["cell"] else None
-        rows.append((truth, best["accession"] if best else None, float(d["score"]),
-                     int(d["photos"]), ps.new[members[0]].shows, look,
-                     best["collection"] if best else None))
+    decisions = decision_rows(conn, ids, [truth for _, truth in groups],
+                              [ps.new[members[0]].shows for members, _ in groups],
+                              [ps.new[members[0]].kind for members, _ in groups])
+    rows = [(d["truth"], d["best"], d["score"], d["photos"], d["shows"], d["look"],
+             d["collection"]) for d in decisions]
     out = {}
     for name in POINTS:
         point = operating_point(bundle.thresholds, name)
@@ -629,10 +622,7 @@ def listing_table(ps: PhotoSet, product: Product, bundle: Bundle, seed: int
             "calibration": point["calibration"],
             "reached": point.get("reached"),
         }
-    rows = decision_rows(conn, ids, [truth for _, truth in groups],
-                         [ps.new[members[0]].shows for members, _ in groups],
-                         [ps.new[members[0]].kind for members, _ in groups])
-    return out, rows
+    return out, decisions
 
 
 def run_set(ps: PhotoSet, args: argparse.Namespace, workdir: Path) -> dict:
