@@ -53,6 +53,7 @@ from matcher.scoring import (
     operating_point,
     photo_looks,
     split_cell,
+    target_not_reached,
     threshold_for,
 )
 
@@ -108,6 +109,8 @@ class Recogniser:
         self.predictor = predictor or PhotoPredictor(bundle, store)
         self.spec = check_spec(bundle.score)
         self.point = operating_point(bundle.thresholds, policy.operating_point)
+        if note := target_not_reached(policy.operating_point, self.point):
+            log.warning("%s", note)
         # Wall seconds per stage of the last `handle` (the worker logs them with the batch):
         # where a batch's time goes is what tells a slow matcher's cause.
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)

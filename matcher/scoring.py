@@ -367,6 +367,20 @@ def operating_point(thresholds: Mapping[str, Any], name: str) -> Mapping[str, An
     return points[name]
 
 
+def target_not_reached(name: str, point: Mapping[str, Any]) -> str | None:
+    """A sentence for the operator when `point`'s precision target was not reached in
+    calibration (`training.calibrate.operating_points`: it serves the strictest cuts, so it
+    alerts less than the target would allow; every cell's promise still holds); else None."""
+    if point.get("reached") is not False:
+        return None
+    expected = (point.get("calibration") or {}).get("expected_precision")
+    shown = f"{expected:.3f}" if isinstance(expected, float) else "unknown"
+    return (f"operating point {name}: its calibration cannot certify precision "
+            f"{point.get('value')} (at best {shown} with the promised false alerts), so it "
+            "serves the strictest cuts; more catalogue objects (more negatives to certify "
+            "with) or another point (ARTWATCH_MATCH_OPERATING_POINT) changes that")
+
+
 def cell_of(point: Mapping[str, Any], n_photos: int, look: str | None = None,
             collection: str | None = None) -> str | None:
     """The calibrated cell whose threshold decides a listing of `n_photos` distinct photos in

@@ -26,8 +26,9 @@
    one or the other; the look model then puts each in its cell as the matcher would. A
    precision target is met by the largest false-alert rate whose thresholds keep the
    precision expected from the promises at the target: the calibration's positive listings
-   alerted against the false alerts the cells promise on its negative listings
-   (`evaluate_point`'s `expected_precision`). The negatives' own count at or above a cut set
+   alerted against the false alerts the cells promise on its negative listings, per pooled
+   cell the smaller of the pooled and the collections' expectation (`expected_false_alerts`,
+   `evaluate_point`'s `expected_precision`). The negatives' own count at or above a cut set
    on them is low by construction; held to it, a 0.95 target reached 0.93 on new listings
    (tests/training/test_training_calibrate.py), and an honest promise (more negatives
    at a cut: objects counted) bought a looser cut.
@@ -448,6 +449,31 @@ def listing_cuts(cuts: dict[str, float], listings: Listings) -> np.ndarray:
                     np.float64)
 
 
+def expected_false_alerts(promises: dict[str, dict], listings: Listings,
+                          negative: np.ndarray) -> float:
+    """False alerts the cells' `promises` expect among the `negative` listings (a (n,) mask):
+    per pooled cell, the smaller of two bounds that both hold for its total.
+
+    A listing is cut by its collection's cell where there is one, never below the pooled cut
+    (`thresholds_at`), so it alerts only where the pooled cut would: the pooled promise bounds
+    the cell's rate over all its listings, whatever their collections. The collections'
+    promises bound each collection's rate, and summed bound the cell's too. Neither is tighter
+    everywhere: a collection of m objects promises 1 / (m + 1) at least, so where a pooled
+    cell holds hundreds of objects and its collections a few dozen each, at a rate below the
+    collections' floors the sum of the floors is several times the pooled promise; where the
+    pooled cut is far looser than a collection's, the collection's promise is the smaller.
+    Each listing's promise is still its own cell's (the report, `listing_decisions`); this
+    is only the expectation a precision target is held to (`evaluate_point`).
+    """
+    rate = {b: (p["per_1000"] or 0.0) / 1000.0 for b, p in promises.items()}
+    own = np.array([r or 0.0 for r in _per_listing(rate, listings)], np.float64)
+    total = 0.0
+    for b in np.unique(listings.bucket[negative]):
+        in_cell = negative & (listings.bucket == b)
+        total += min(float(own[in_cell].sum()), float(in_cell.sum()) * rate.get(str(b), 0.0))
+    return total
+
+
 def evaluate_point(cuts: dict[str, float], scores: np.ndarray, which: np.ndarray,
                    listings: Listings, promises: dict[str, dict] | None = None) -> dict:
     """Listing precision / recall / false alerts per 1,000 negative listings at `cuts`, on the
@@ -467,9 +493,7 @@ def evaluate_point(cuts: dict[str, float], scores: np.ndarray, which: np.ndarray
         "negatives": int((~pos).sum()),
     }
     if promises is not None:
-        rates = _per_listing({b: (p["per_1000"] or 0.0) / 1000.0 for b, p in promises.items()},
-                             listings)
-        false = sum(r or 0.0 for r, negative in zip(rates, ~pos, strict=True) if negative)
+        false = expected_false_alerts(promises, listings, ~pos)
         called = right.sum() + wrong.sum() + false
         out["expected_false_alerts"] = float(false)
         out["expected_precision"] = float(right.sum() / called) if called else float("nan")
@@ -516,14 +540,16 @@ def collection_level(alpha: float, tails: dict[str, tuple[np.ndarray, np.ndarray
     object weights): the same conformal p-value in every cell (Mondrian conformal by
     collection on the pooled cells' p-values), the largest level at which the collection's
     negative listings (`scores`, in `cells`, object `weights`: m objects) alerting weigh k
-    with (k + 1) / (m + 1) <= alpha, or level 0 (just above each cell's highest negative)
-    where none does. One level per collection, set on its negatives of every size and look,
-    so a collection of a few dozen objects gets cuts of its own in every cell. A cell where
-    it had no negatives takes the same depth, which is at least the pooled cut but promises
-    nothing more: nothing there showed how its look-alikes score. Shapes: `scores`, `cells`,
-    `weights` (n,).
+    with (k + 1) / (m + 1) <= alpha; where no level does (alpha < 1 / (m + 1)), the largest
+    at which none of them alerts, which promises the floor, 1 / (m + 1). (Until stop 39 that
+    was level 0, just above each pooled cell's highest negative of any collection: the same
+    promise at a stricter cut than it needs.) One level per collection, set on its
+    negatives of every size and look, so a collection of a few dozen objects gets cuts of its
+    own in every cell. A cell where it had no negatives takes the same depth, which is at
+    least the pooled cut but promises nothing more: nothing there showed how its look-alikes
+    score. Shapes: `scores`, `cells`, `weights` (n,).
     """
-    allowed = alpha * (float(weights.sum()) + 1) - 1 + 1e-9
+    allowed = max(alpha * (float(weights.sum()) + 1) - 1, 0.0) + 1e-9
     in_cell = {b: (scores[cells == b], weights[cells == b]) for b in tails}
 
     def alerts(level: float) -> float:
@@ -534,9 +560,9 @@ def collection_level(alpha: float, tails: dict[str, tuple[np.ndarray, np.ndarray
         return total
 
     lo, hi = 0.0, float(alpha)
-    if allowed >= 0 and alerts(hi) <= allowed:
+    if alerts(hi) <= allowed:
         lo = hi
-    elif allowed >= 0:
+    else:
         for _ in range(40):  # alerts(level) is a non-decreasing step function
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if alerts(mid) <= allowed else (lo, mid)

@@ -121,6 +121,8 @@ def _work(url: str, settings: Settings, problems: list[str]) -> dict[str, Any]:
     import psycopg
     from psycopg.rows import dict_row
 
+    from matcher.scoring import target_not_reached  # torch: only when there is a database
+
     with psycopg.connect(url, connect_timeout=5, row_factory=dict_row) as conn:
         work = conn.execute(_WORK_SQL, {"stuck": STUCK_AFTER_S}).fetchone()
         crawls = conn.execute(_CRAWLS_SQL).fetchall()
@@ -144,6 +146,7 @@ def _work(url: str, settings: Settings, problems: list[str]) -> dict[str, Any]:
                   "created_at": bundle["created_at"].isoformat(timespec="seconds"),
                   "operating_point": point, "thresholds": calibrated.get("buckets"),
                   "promised_false_alerts_per_1000": promise,
+                  "note": target_not_reached(point, calibrated),
                   "indexed_photos": int(bundle["indexed"])}
         if bundle["score_kind"] != "calibrated-evidence":
             problems.append("the active bundle has no calibrated score (train it again; the "
@@ -260,6 +263,8 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
             f"false alerts per 1,000 {b['promised_false_alerts_per_1000']}"
             if b else "active bundle: none"
         )
+        if b and b.get("note"):
+            console.print(f"[yellow]note:[/yellow] {b['note']}")
         console.print(f"digest last sent: {snapshot['digest_last_sent'] or 'never'}")
     if snapshot["problems"]:
         for problem in snapshot["problems"]:

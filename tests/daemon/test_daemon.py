@@ -281,3 +281,36 @@ def test_status_when_nothing_runs_says_so(tmp_path: Path) -> None:
     assert "the daemon is not running (artwatch run)" in snapshot["problems"]
     assert set(snapshot["daemon"]["children"]) == set(CHILDREN)
     assert all(c["state"] == "down" for c in snapshot["daemon"]["children"].values())
+
+
+def test_status_says_when_the_operating_point_could_not_reach_its_target(conn, settings,
+                                                                          tmp_path) -> None:
+    """A bundle whose calibration could not certify the configured precision target serves
+    the strictest cuts; `artwatch status` says so beside the bundle (a note, not a problem:
+    every promise still holds) and says nothing once the target is reached."""
+    import json
+
+    from rich.console import Console
+
+    from artwatch.daemon.status import gather, render
+
+    point = {"target": "precision", "value": 0.95, "reached": False, "alpha": 1e-4,
+             "buckets": {"1": 0.9}, "promise": {"1": {"per_1000": 38.5}},
+             "calibration": {"expected_precision": 0.933}}
+    info = {"thresholds": {"operating_points": {settings.match_operating_point: point}},
+            "score": {"kind": "calibrated-evidence"}}
+    conn.execute("INSERT INTO bundles (name, path, architecture, info, active) "
+                 "VALUES ('small', %s, 'tf_efficientnet_lite0', %s::jsonb, true)",
+                 (str(tmp_path), json.dumps(info)))
+    snapshot = gather(settings)
+    note = snapshot["bundle"]["note"]
+    assert f"operating point {settings.match_operating_point}" in note
+    assert "cannot certify precision 0.95 (at best 0.933" in note
+    assert note not in snapshot["problems"]
+    console = Console(record=True, width=300)
+    render(snapshot, console)
+    assert "cannot certify precision 0.95" in console.export_text()
+    conn.execute("UPDATE bundles SET info = %s::jsonb",
+                 (json.dumps({**info, "thresholds": {"operating_points": {
+                     settings.match_operating_point: {**point, "reached": True}}}}),))
+    assert gather(settings)["bundle"]["note"] is None

@@ -390,3 +390,52 @@ def test_a_precision_target_holds_on_new_listings() -> None:
         measured.append(evaluate_point(point["buckets"], fresh, fresh_which,
                                        fresh_listings)["precision"])
     assert np.mean(measured) >= 0.95
+
+
+def _collections_draw(rng: np.random.Generator, positives: int, collections: int,
+                      objects: int, each: int) -> tuple[np.ndarray, np.ndarray, Listings]:
+    """`_calibration_draw` in a catalogue of `collections` collections: `objects` negative
+    objects of each, `each` listings an object, every listing's best candidate in the
+    collection it belongs to."""
+    levels = rng.beta(1.2, 6.0, collections * objects)
+    negatives = np.clip(np.repeat(levels, each)
+                        + rng.normal(0.0, 0.05, collections * objects * each), 0, 1)
+    truth = rng.integers(0, collections, positives)
+    scores = np.concatenate([rng.beta(4.0, 2.0, positives), negatives])
+    which = np.concatenate([truth, np.repeat(np.arange(collections), objects * each)])
+    n = len(scores)
+    plain = Listings([np.array([i]) for i in range(n)],
+                     np.concatenate([truth, np.full(n - positives, -1)]),
+                     np.array(["1"] * n),
+                     shows=np.concatenate([-1 - np.arange(positives),
+                                           np.repeat(np.arange(collections * objects), each)]))
+    return scores, which, with_collections(plain, which, [f"c{c}" for c in range(collections)])
+
+
+def test_a_precision_target_counts_the_pooled_promise_where_collections_are_small() -> None:
+    """8 collections of 25 objects in one pooled cell of 200: at a rate below 1 / 26 no
+    collection can certify it, so each promises its floor, 1 / 26, and summed over the 400
+    negative listings those floors cap the expected precision at 0.93 (200 positives): a 0.95
+    target was never reached and took the strictest cuts. Every listing is cut at or above the
+    pooled cut, whose promise counts all 200 objects, so the smaller expectation of the two
+    holds and the target is reached; and a collection that cannot certify the rate is cut just
+    above its own negatives (the floor's promise), not above the whole pool's. On new listings
+    of the same mix the target holds and recall beats the strictest cuts'."""
+    rng = np.random.default_rng(1)
+    measured, recall, strictest = [], [], []
+    for _ in range(30):
+        scores, which, listings = _collections_draw(rng, 200, 8, 25, 2)
+        point = operating_points(scores, which, listings, precisions=[0.95],
+                                 budgets=[])["precision_0.95"]
+        assert point["reached"]
+        assert any("@" in cell for cell in point["buckets"])  # the collections' own cells
+        floors = sum(p["per_1000"] for cell, p in point["promise"].items() if "@" in cell)
+        assert floors / 8 >= 1000 / 26  # each collection promises its floor or more
+        fresh, fresh_which, fresh_listings = _collections_draw(rng, 2000, 8, 250, 2)
+        on_fresh = evaluate_point(point["buckets"], fresh, fresh_which, fresh_listings)
+        measured.append(on_fresh["precision"])
+        recall.append(on_fresh["recall"])
+        cuts, _ = thresholds_at(1e-9, scores, listings)
+        strictest.append(evaluate_point(cuts, fresh, fresh_which, fresh_listings)["recall"])
+    assert np.mean(measured) >= 0.95
+    assert np.mean(recall) > np.mean(strictest) + 0.05
