@@ -9,6 +9,7 @@ seconds, SIGTERM stops everything cleanly, and no photo is lost or processed twi
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -29,10 +30,13 @@ from daemon_support import (
     random_world,
     status,
 )
+from rich.console import Console
 
 from artwatch.daemon.children import children
 from artwatch.daemon.config import RunPaths, render
 from artwatch.daemon.listener import serve
+from artwatch.daemon.status import gather
+from artwatch.daemon.status import render as render_status
 from artwatch.images import ImageStore
 from artwatch.queue import app
 from artwatch.settings import load_settings
@@ -288,11 +292,6 @@ def test_status_says_when_the_operating_point_could_not_reach_its_target(conn, s
     """A bundle whose calibration could not certify the configured precision target serves
     the strictest cuts; `artwatch status` says so beside the bundle (a note, not a problem:
     every promise still holds) and says nothing once the target is reached."""
-    import json
-
-    from rich.console import Console
-
-    from artwatch.daemon.status import gather, render
 
     point = {"target": "precision", "value": 0.95, "reached": False, "alpha": 1e-4,
              "buckets": {"1": 0.9}, "promise": {"1": {"per_1000": 38.5}},
@@ -308,7 +307,7 @@ def test_status_says_when_the_operating_point_could_not_reach_its_target(conn, s
     assert "cannot certify precision 0.95 (at best 0.933" in note
     assert note not in snapshot["problems"]
     console = Console(record=True, width=300)
-    render(snapshot, console)
+    render_status(snapshot, console)
     assert "cannot certify precision 0.95" in console.export_text()
     conn.execute("UPDATE bundles SET info = %s::jsonb",
                  (json.dumps({**info, "thresholds": {"operating_points": {
