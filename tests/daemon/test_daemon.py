@@ -292,7 +292,6 @@ def test_status_says_when_the_operating_point_could_not_reach_its_target(conn, s
     """A bundle whose calibration could not certify the configured precision target serves
     the strictest cuts; `artwatch status` says so beside the bundle (a note, not a problem:
     every promise still holds) and says nothing once the target is reached."""
-
     point = {"target": "precision", "value": 0.95, "reached": False, "alpha": 1e-4,
              "buckets": {"1": 0.9}, "promise": {"1": {"per_1000": 38.5}},
              "calibration": {"expected_precision": 0.933}}
